@@ -1,0 +1,92 @@
+"""The `annostream` command: a thin click layer over the library."""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from typing import Callable
+
+import click
+
+from . import __version__
+from .convert import convert as convert_exports
+from .errors import AnnostreamError
+from .tables import TABLES, schema_markdown
+
+
+def _errors(fn: Callable) -> Callable:
+    """Our errors become one line on stderr and the error's exit code (traceback with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        try:
+            return fn(*args, **kwargs)
+        except AnnostreamError as exc:
+            if ctx.find_root().params.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="annostream")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+def main(debug: bool) -> None:
+    """Stream Label Studio and Dataloop exports into Parquet tables and query them with DuckDB."""
+    logging.basicConfig(format="annostream: %(message)s", level=logging.INFO)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Folder to write <table>/*.parquet and _manifest.json into.")
+@click.option("--overwrite", "mode", flag_value="overwrite",
+              help="Replace a conversion already in the output folder.")
+@click.option("--append", "mode", flag_value="append",
+              help="Add to a conversion already in the output folder.")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+              help="On a malformed task: stop with an error, or skip it (logged, counted in the manifest).")
+@click.option("--batch-rows", type=click.IntRange(min=1), default=65536, show_default=True,
+              help="Rows buffered per table before a Parquet row group is written (bounds memory).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@_errors
+def convert(inputs: tuple[str, ...], output: str, mode: str | None, on_error: str,
+            batch_rows: int, quiet: bool) -> None:
+    """Convert exports (files, folders, zips, .gz/.bz2/.xz/.zst, '-' for stdin) into Parquet.
+
+    \b
+    Example:
+      annostream convert export.json more.json.gz tasks_dir/ -o out/
+    """
+    manifest = convert_exports(list(inputs), output, mode=mode or "new", on_error=on_error,
+                               batch_rows=batch_rows, progress=not quiet and sys.stderr.isatty())
+    if not quiet:
+        run = manifest["runs"][-1]
+        size = sum(i["size"] for i in run["inputs"])
+        rows = ", ".join(f"{t} {n:,}" for t, n in run["rows"].items())
+        click.echo(f"converted {len(run['inputs'])} input(s), {size / 1e6:,.1f} MB in "
+                   f"{run['seconds']:.1f}s: {rows} -> {output}", err=True)
+        if run["skipped_tasks"]:
+            click.echo(f"skipped {len(run['skipped_tasks'])} bad task(s); see "
+                       f"{output}/_manifest.json", err=True)
+
+
+@main.command()
+@click.option("--table", "table", type=click.Choice(list(TABLES)), help="Only this table.")
+def schema(table: str | None) -> None:
+    """Print the documented schema, table by table, column by column.
+
+    \b
+    Example:
+      annostream schema --table results
+    """
+    if table is None:
+        click.echo(schema_markdown())
+        return
+    t = TABLES[table]
+    click.echo(f"{t.name}: {t.doc}")
+    for c in t.columns:
+        click.echo(f"  {c.name:<22} {str(c.type):<28} {c.doc}")

@@ -1,0 +1,28 @@
+"""Exceptions a user can act on; the CLI turns them into one line and an exit code."""
+from __future__ import annotations
+
+
+class AnnostreamError(Exception):
+    """Anything the tool reports to the user without a traceback (exit code 1)."""
+
+    exit_code = 1
+
+
+class InputError(AnnostreamError):
+    """The input is not what we can read: names the file, task position and byte offset (exit 2)."""
+
+    exit_code = 2
+
+    def __init__(self, file: str, message: str, position: int | None = None,
+                 offset: int | None = None) -> None:
+        self.file, self.position, self.offset, self.reason = file, position, offset, message
+        where = file
+        if position is not None:
+            where += f": task {position}"
+        if offset is not None:
+            where += f" (near byte {offset})"
+        super().__init__(f"{where}: {message}")
+
+
+class TaskError(ValueError):
+    """One task or item is malformed; the reader loop adds file, position and offset."""

@@ -1,0 +1,196 @@
+"""Format detection and the shared read loop: one input stream into table rows.
+
+The shape of an input is decided from its first bytes (after decompression), never from its
+name. Each platform module supplies a reader class with `add(obj, file, position, container)`
+that turns one parsed task or item into rows; the loop here owns parsing, positions, byte
+offsets, error reporting and `--on-error skip`.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import ijson
+
+from ..errors import InputError, TaskError
+from ..sources import Reader, Source, decompressed
+from ..writer import Buffers
+from .labelstudio import LabelStudio
+from .ner import read_ner
+
+log = logging.getLogger("annostream")
+
+PEEK = 1 << 16
+BOM = b"\xef\xbb\xbf"
+WHITESPACE = b" \t\r\n"
+
+# Keys that only a Dataloop item has at its top level (FORMATS.md B2).
+DATALOOP_KEYS = frozenset({"datasetId", "filename", "_id", "itemMetadata", "dir", "annotationsCount"})
+
+
+@dataclass
+class Plan:
+    """How to read one input: which platform, which ijson prefix, and the container shape."""
+
+    platform: str  # 'labelstudio' | 'dataloop' | 'ner'
+    container: str  # goes to tasks.container
+    prefix: str = "item"
+    multiple: bool = False
+
+
+@dataclass
+class FileStats:
+    name: str
+    input: str
+    size: int | None
+    platform: str | None = None
+    container: str | None = None
+    tasks: int = 0
+    skipped: list[dict] = field(default_factory=list)
+
+
+def _first_keys(head: bytes, prefix: str, limit: int = 64) -> list[tuple[str, str]]:
+    """Top-level keys of the first object at `prefix` in `head`, each with the first event of
+    its value; stops at the end of that object or of the peeked bytes."""
+    keys: list[tuple[str, str]] = []
+    pending = None
+    try:
+        for p, event, value in ijson.parse(io.BytesIO(head)):
+            if pending is not None and p == (f"{prefix}.{pending}" if prefix else pending):
+                keys.append((pending, event))
+                pending = None
+            if p == prefix and event == "map_key":
+                pending = value
+                if len(keys) >= limit:
+                    break
+            elif p == prefix and event == "end_map":
+                break
+    except ijson.JSONError:
+        pass  # the peek ends mid-value, or the input is broken: the real parse reports it
+    return keys
+
+
+def _ner_like(head: bytes) -> bool:
+    """FORMATS.md part C: `[{doc: [[start, end], ...]}, {doc: text}]`."""
+    events = []
+    try:
+        for _, event, _ in ijson.parse(io.BytesIO(head)):
+            events.append(event)
+            if len(events) == 6:
+                break
+    except ijson.JSONError:
+        pass
+    return (events[:4] == ["start_array", "start_map", "map_key", "start_array"]
+            and len(events) > 4 and events[4] in ("start_array", "end_array"))
+
+
+def sniff(reader: Reader) -> Plan | None:
+    """The plan for an input, from its first bytes; None when it is not JSON at all."""
+    head = reader.peek(PEEK)
+    if head.startswith(BOM):
+        reader.read(len(BOM))
+        head = head[len(BOM):]
+    first = head.lstrip(WHITESPACE)[:1]
+    if first == b"[":
+        keys = {k for k, _ in _first_keys(head, "item")}
+        if keys & DATALOOP_KEYS:
+            return Plan("dataloop", "array")
+        if _ner_like(head):
+            return Plan("ner", "ner")
+        return Plan("labelstudio", "array")
+    if first == b"{":
+        keys = _first_keys(head, "")
+        names = {k for k, _ in keys}
+        if names & DATALOOP_KEYS or "shebang" in names:
+            return Plan("dataloop", "object", prefix="", multiple=True)
+        return Plan("labelstudio", "object", prefix="", multiple=True)
+    return None
+
+
+PLATFORMS: dict[str, Callable[[Buffers], object]] = {"labelstudio": LabelStudio}
+
+
+class Readers:
+    """One reader object per platform, made on first use, all writing into `out`."""
+
+    def __init__(self, out: Buffers) -> None:
+        self.out = out
+        self._made: dict[str, object] = {}
+
+    def get(self, platform: str, name: str):
+        if platform not in self._made:
+            if platform not in PLATFORMS:
+                raise InputError(name, f"{platform} input is not supported yet")
+            self._made[platform] = PLATFORMS[platform](self.out)
+        return self._made[platform]
+
+
+def read_source(src: Source, readers: Readers, on_error: str = "fail",
+                tick: Callable[[int], None] | None = None) -> FileStats:
+    """Read one input stream into the buffers; raises InputError naming file, task and byte."""
+    stats = FileStats(src.name, src.input, src.size)
+    raw = src.open()
+    try:
+        reader = decompressed(src.name, raw)
+        plan = sniff(reader)
+        if plan is None:
+            if src.explicit:
+                got = reader.peek(16).lstrip(WHITESPACE)[:8]
+                raise InputError(src.name, "not a JSON export: it is empty" if not got else
+                                 f"not a JSON export: it starts with {got!r}", offset=0)
+            log.warning("%s: not JSON, skipped", src.name)
+            return stats
+        stats.platform, stats.container = plan.platform, plan.container
+        if plan.platform == "ner":
+            objs: Iterator = read_ner(reader, src.name)
+            add = readers.get("labelstudio", src.name).add
+        else:
+            objs = ijson.items(reader, plan.prefix, use_float=True, multiple_values=plan.multiple)
+            add = readers.get(plan.platform, src.name).add
+        out = readers.out
+        position = 0
+        while True:
+            try:
+                obj = next(objs)
+            except StopIteration:
+                break
+            except (ijson.JSONError, UnicodeDecodeError) as exc:
+                raise InputError(src.name, _parse_message(exc), position, reader.offset) from exc
+            marks = out.mark()
+            try:
+                if plan.container == "object" and plan.platform == "labelstudio":
+                    _require_task(obj)
+                add(obj, src.name, position, plan.container)
+            except TaskError as exc:
+                out.rollback(marks)
+                if on_error != "skip":
+                    raise InputError(src.name, str(exc), position, reader.offset) from exc
+                log.warning("%s: task %d skipped: %s", src.name, position, exc)
+                stats.skipped.append({"file": src.name, "position": position, "error": str(exc)})
+            position += 1
+            out.maybe_flush()
+            if tick is not None:
+                tick(reader.counter.count)
+        stats.tasks = position - len(stats.skipped)
+        return stats
+    finally:
+        raw.close()
+
+
+def _require_task(obj: object) -> None:
+    """An object at the root of a file must be a task, not any JSON object."""
+    if type(obj) is dict and "data" not in obj and not (
+            type(obj.get("task")) is dict and "result" in obj):
+        raise TaskError("not a Label Studio task: the object has no 'data' key "
+                        "(a flat import object must be inside a JSON array)")
+
+
+def _parse_message(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, ijson.IncompleteJSONError) and "premature EOF" in text:
+        return "truncated JSON (the file ends inside a value)"
+    if isinstance(exc, UnicodeDecodeError) or "UTF8" in text or "utf-8" in text.lower():
+        return f"invalid UTF-8: {text}"
+    return f"invalid JSON: {text}"

@@ -1,0 +1,78 @@
+"""Value rules shared by the platform readers (see the restoring rule in stream/tables.py).
+
+Each `*_fit` function answers, for one input value, what its typed column holds and whether
+the original must also stay in `extra`: `(column_value, keep_original)`. A value of the
+wrong JSON type gives `(None, True)`: never coerced, always kept.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+ABSENT = "~absent"  # extra key listing typed keys filled although absent from the input
+
+dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
+def jtype(v: Any) -> str:
+    """JSON type name of a parsed value, for error messages."""
+    if v is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(v), type(v).__name__)
+
+
+def is_num(v: Any) -> bool:
+    t = type(v)
+    return t is float or t is int
+
+
+def id_fit(v: Any, int_default: bool) -> tuple[str | None, bool]:
+    """Ids are text in every table. `int_default`: the platform's ids are ints (Label Studio),
+    so a text id that reads as a canonical int keeps its original; Dataloop ids are strings,
+    so an int id keeps its original."""
+    t = type(v)
+    if t is str:
+        return v, int_default and _canonical_int(v)
+    if t is int:
+        return str(v), not int_default
+    return None, True
+
+
+def _canonical_int(s: str) -> bool:
+    return s.isascii() and s.lstrip("-").isdigit() and str(int(s)) == s
+
+
+def restore_id(text: str, int_default: bool) -> Any:
+    """Inverse of `id_fit` for a value that needed no original in `extra`."""
+    return int(text) if int_default and _canonical_int(text) else text
+
+
+def ts_fit(v: Any, digits: int) -> tuple[datetime | None, bool]:
+    """ISO-8601 text to a UTC timestamp. Exact when spelled as the platform writes it
+    (`digits` fraction digits and a 'Z'), else the original is kept too."""
+    if type(v) is not str:
+        return None, True
+    try:
+        d = datetime.fromisoformat(v)
+    except ValueError:
+        return None, True
+    if d.tzinfo is None:
+        return d.replace(tzinfo=timezone.utc), True
+    if d.utcoffset():
+        return d.astimezone(timezone.utc), True
+    return d, not (len(v) == 21 + digits and v[-1] == "Z" and v[19] == "." and v[10] == "T")
+
+
+def restore_ts(d: datetime, digits: int) -> str:
+    """Inverse of `ts_fit` for a canonical spelling."""
+    s = d.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return s[: 20 + digits] + "Z"
+
+
+def str_list(v: Any) -> list[str] | None:
+    """A list of strings as is; anything else is not one (the caller keeps the original)."""
+    if type(v) is list and all(type(x) is str for x in v):
+        return v
+    return None

@@ -1,0 +1,345 @@
+"""Label Studio tasks to rows (FORMATS.md part A).
+
+`LabelStudio.add` turns one parsed task object into rows of the five tables. It is the hot
+path of a conversion: values go straight into column buffers, with no per-row dicts beyond
+the `extra` object of keys that have no typed column.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import TaskError
+from ..writer import Buffers
+from .common import ABSENT, dumps, id_fit, jtype, str_list, ts_fit
+
+SOURCE = "labelstudio"
+TS_DIGITS = 6  # Label Studio writes microseconds: 2021-03-09T21:52:49.513742Z
+
+STR, INT, NUM, BOOL = frozenset({str}), frozenset({int}), frozenset({int, float}), frozenset({bool})
+
+# (input key, column, accepted JSON types): plain typed keys of each object kind.
+TASK_PLAIN = (("total_annotations", "total_annotations", INT),
+              ("cancelled_annotations", "cancelled_annotations", INT),
+              ("total_predictions", "total_predictions", INT))
+ANNOTATION_PLAIN = (("was_cancelled", "was_cancelled", BOOL), ("ground_truth", "ground_truth", BOOL),
+                    ("lead_time", "lead_time", NUM), ("model_version", "model_version", STR),
+                    ("score", "score", NUM), ("result_count", "result_count", INT))
+RESULT_PLAIN = (("from_name", "from_name", STR), ("to_name", "to_name", STR),
+                ("type", "type", STR), ("origin", "origin", STR), ("score", "score", NUM),
+                ("parentID", "parent_id", STR), ("readonly", "readonly", BOOL),
+                ("original_width", "original_width", INT),
+                ("original_height", "original_height", INT),
+                ("image_rotation", "image_rotation", NUM))
+RELATION_PLAIN = (("from_id", "from_id", STR), ("to_id", "to_id", STR),
+                  ("direction", "direction", STR))
+KEYFRAME_PLAIN = (("frame", "frame", INT), ("time", "time", NUM), ("enabled", "enabled", BOOL),
+                  ("x", "x", NUM), ("y", "y", NUM), ("width", "width", NUM),
+                  ("height", "height", NUM), ("rotation", "rotation", NUM),
+                  ("auto", "auto", BOOL))
+# Keys handled by code rather than by the tables above.
+TASK_SPECIAL = frozenset({"id", "project", "data", "meta", "created_at", "updated_at"})
+ANNOTATION_SPECIAL = frozenset({"id", "completed_by", "created_at", "updated_at", "updated_by",
+                                "result"})
+RESULT_SPECIAL = frozenset({"id", "value"})
+LISTS = (("annotations", "annotation"), ("completions", "annotation"),
+         ("predictions", "prediction"), ("drafts", "draft"))
+LIST_KEYS = frozenset(k for k, _ in LISTS)
+GEOMETRY = ("x", "y", "width", "height", "rotation")
+
+
+def _known(plain: tuple, special: frozenset) -> frozenset:
+    return frozenset(k for k, _, _ in plain) | special
+
+
+TASK_KNOWN = _known(TASK_PLAIN, TASK_SPECIAL) | LIST_KEYS
+ANNOTATION_KNOWN = _known(ANNOTATION_PLAIN, ANNOTATION_SPECIAL)
+RESULT_KNOWN = _known(RESULT_PLAIN, RESULT_SPECIAL)
+RELATION_KNOWN = _known(RELATION_PLAIN, frozenset({"labels", "type"}))  # type is "relation"
+KEYFRAME_KNOWN = _known(KEYFRAME_PLAIN, frozenset())
+GEOMETRY_KEYS = frozenset(GEOMETRY) | {"points"}
+TIME_TYPES = frozenset({"timeserieslabels"})
+
+
+def _fill(obj: dict, plain: tuple, cols: dict, i: int, extra: dict) -> None:
+    """Typed keys into their columns; a value of another JSON type goes to `extra` as is."""
+    for key, col, ok in plain:
+        if key in obj:
+            v = obj[key]
+            if type(v) in ok:
+                cols[col][i] = v
+            else:
+                extra[key] = v
+
+
+def _extra(obj: dict, known: frozenset) -> dict:
+    return {k: v for k, v in obj.items() if k not in known}
+
+
+class LabelStudio:
+    """Writes Label Studio tasks into a set of table buffers."""
+
+    source = SOURCE
+
+    def __init__(self, out: Buffers) -> None:
+        self.out = out
+        self.t, self.a, self.r = out["tasks"], out["annotations"], out["results"]
+        self.rel, self.k = out["relations"], out["keyframes"]
+        self.tcols = {c: self.t.at(c) for c in self.t.table.names}
+        self.acols = {c: self.a.at(c) for c in self.a.table.names}
+        self.rcols = {c: self.r.at(c) for c in self.r.table.names}
+        self.relcols = {c: self.rel.at(c) for c in self.rel.table.names}
+        self.kcols = {c: self.k.at(c) for c in self.k.table.names}
+
+    # -- tasks ------------------------------------------------------------------------------
+    def add(self, obj: Any, file: str, position: int, container: str) -> None:
+        """One task (or flat import object, or legacy storage annotation) into rows."""
+        if type(obj) is not dict:
+            raise TaskError(f"expected a task object, got {jtype(obj)}")
+        if "data" in obj:
+            self._task(obj, file, position, container, "task")
+        elif type(obj.get("task")) is dict and "result" in obj:
+            task_id = self._task(obj["task"], file, position, container, "storage-annotation")
+            ann = {k: v for k, v in obj.items() if k != "task"}
+            self._annotation(ann, task_id, "annotation", -1)
+        else:
+            self._task({"data": obj}, file, position, container, "flat")
+
+    def _task(self, task: dict, file: str, position: int, container: str, form: str) -> str:
+        c, i = self.tcols, self.t.n
+        extra = _extra(task, TASK_KNOWN)
+        task_id = self._id(task, "id", c["task_id"], i, extra,
+                           lambda: f"~{file}#{position}", flag=form != "flat")
+        self._id(task, "project", c["project_id"], i, extra)
+        c["source"][i] = SOURCE
+        c["position"][i] = position
+        c["file"][i] = file
+        c["container"][i] = container
+        c["form"][i] = form
+        if "data" in task:
+            c["data"][i] = dumps(task["data"])
+        if "meta" in task:
+            c["meta"][i] = dumps(task["meta"])
+        self._ts(task, "created_at", c["created_at"], i, extra)
+        self._ts(task, "updated_at", c["updated_at"], i, extra)
+        _fill(task, TASK_PLAIN, c, i, extra)
+        lists = []
+        for key, _ in LISTS:
+            if key in task:
+                if type(task[key]) is list:
+                    lists.append(key)
+                else:
+                    extra[key] = task[key]
+        c["list_keys"][i] = lists
+        c["extra"][i] = dumps(extra) if extra else "{}"
+        self.t.n += 1
+        for key, kind in LISTS:
+            if key in lists:
+                for p, ann in enumerate(task[key]):
+                    self._annotation(ann, task_id, kind, p)
+        return task_id
+
+    # -- annotations, predictions, drafts ---------------------------------------------------
+    def _annotation(self, ann: Any, task_id: str, kind: str, position: int) -> None:
+        c, i = self.acols, self.a.n
+        c["source"][i] = SOURCE
+        c["task_id"][i] = task_id
+        c["kind"][i] = kind
+        c["position"][i] = position
+        t = type(ann)
+        if t is not dict:
+            if t is not int and t is not str:
+                raise TaskError(f"{kind} {position} is {jtype(ann)}, expected an object or an id")
+            text, keep = id_fit(ann, True)
+            c["annotation_id"][i] = text
+            c["form"][i] = "id"
+            if keep:
+                c["extra"][i] = dumps({"id": ann})
+            c["list_keys"][i] = []
+            self.a.n += 1
+            return
+        extra = _extra(ann, ANNOTATION_KNOWN)
+        aid = self._id(ann, "id", c["annotation_id"], i, extra,
+                       lambda: f"~{task_id}/{kind[0]}{position}")
+        c["form"][i] = "object"
+        if "completed_by" in ann:
+            by = ann["completed_by"]
+            if type(by) is dict:
+                text, _ = id_fit(by.get("id"), True)
+                c["completed_by"][i] = text
+                if type(by.get("email")) is str:
+                    c["completed_by_email"][i] = by["email"]
+                extra["completed_by"] = by
+            else:
+                self._id(ann, "completed_by", c["completed_by"], i, extra)
+        self._id(ann, "updated_by", c["updated_by"], i, extra)
+        self._ts(ann, "created_at", c["created_at"], i, extra)
+        self._ts(ann, "updated_at", c["updated_at"], i, extra)
+        _fill(ann, ANNOTATION_PLAIN, c, i, extra)
+        if "was_cancelled" not in ann and type(ann.get("skipped")) is bool:  # pre-1.0
+            c["was_cancelled"][i] = ann["skipped"]
+            extra.setdefault(ABSENT, []).append("was_cancelled")
+        result = ann.get("result")
+        if type(result) is list:
+            c["list_keys"][i] = ["result"]
+        else:
+            c["list_keys"][i] = []
+            if "result" in ann:
+                extra["result"] = result
+        c["extra"][i] = dumps(extra) if extra else "{}"
+        self.a.n += 1
+        if type(result) is list:
+            self._results(result, task_id, kind, aid)
+
+    # -- result items -----------------------------------------------------------------------
+    def _results(self, items: list, task_id: str, kind: str, aid: str) -> None:
+        c = self.rcols
+        for p, r in enumerate(items):
+            if type(r) is not dict:
+                raise TaskError(f"{kind} {aid}: result {p} is {jtype(r)}, expected an object")
+            typ = r.get("type")
+            if typ == "relation":
+                self._relation(r, task_id, kind, aid, p)
+                continue
+            i = self.r.n
+            extra = _extra(r, RESULT_KNOWN)
+            rid = self._id(r, "id", c["region_id"], i, extra, lambda: f"~{p}", int_default=False)
+            c["source"][i] = SOURCE
+            c["task_id"][i] = task_id
+            c["kind"][i] = kind
+            c["annotation_id"][i] = aid
+            c["position"][i] = p
+            _fill(r, RESULT_PLAIN, c, i, extra)
+            if "value" in r:
+                v = r["value"]
+                if type(v) is dict:
+                    if type(typ) is not str:
+                        typ = ""
+                    seq = v.get("sequence") if typ == "videorectangle" else None
+                    if type(seq) is list and seq:
+                        self._keyframes(seq, v, task_id, kind, aid, rid, p, i)
+                        v = {k: x for k, x in v.items() if k != "sequence"}
+                    self._value(v, typ, r, i)
+                c["value"][i] = dumps(v)
+            c["extra"][i] = dumps(extra) if extra else "{}"
+            self.r.n += 1
+
+    def _value(self, v: dict, typ: str, r: dict, i: int) -> None:
+        """Typed copies of the value's common parts; `value` itself stays whole."""
+        c = self.rcols
+        labels = v.get(typ) if typ.endswith("labels") else None
+        if labels is None:
+            labels = v.get("labels")
+        if labels is not None:
+            c["labels"][i] = labels
+        ch = v.get("choices")
+        if ch is None:
+            ch = v.get("taxonomy")
+        if type(ch) is list:
+            c["choices"][i] = [" > ".join(map(str, x)) if type(x) is list else x for x in ch]
+        tx = v.get("text")
+        if tx is not None:
+            c["texts" if type(tx) is list else "text"][i] = tx
+        geo = GEOMETRY_KEYS.intersection(v)
+        if geo:
+            for key in geo:
+                c[key][i] = v[key]
+            c["unit"][i] = "percent"
+        if "start" in v:
+            self._span(v, typ, r, i)
+        num = v.get("number")
+        if num is None:
+            num = v.get("rating")
+        if num is not None:
+            c["number"][i] = num
+
+    def _span(self, v: dict, typ: str, r: dict, i: int) -> None:
+        c = self.rcols
+        s, e = v.get("start"), v.get("end")
+        go = v.get("globalOffsets")
+        if type(go) is dict:
+            s, e = go.get("start"), go.get("end")
+        elif (typ in TIME_TYPES or "channel" in v or "original_length" in r
+              or type(s) is float or type(e) is float):
+            c["time_start"][i], c["time_end"][i] = s, e
+            return
+        elif typ == "paragraphlabels":
+            return  # paragraph indices, not character offsets: they stay in `value`
+        if type(s) is int and type(e) is int:
+            c["span_start"][i], c["span_end"][i] = s, e
+
+    def _relation(self, r: dict, task_id: str, kind: str, aid: str, p: int) -> None:
+        c, i = self.relcols, self.rel.n
+        extra = _extra(r, RELATION_KNOWN)
+        c["source"][i] = SOURCE
+        c["task_id"][i] = task_id
+        c["kind"][i] = kind
+        c["annotation_id"][i] = aid
+        c["position"][i] = p
+        _fill(r, RELATION_PLAIN, c, i, extra)
+        if "labels" in r:
+            labels = str_list(r["labels"])
+            if labels is None:
+                extra["labels"] = r["labels"]
+            else:
+                c["labels"][i] = labels
+        c["extra"][i] = dumps(extra) if extra else "{}"
+        self.rel.n += 1
+
+    def _keyframes(self, seq: list, v: dict, task_id: str, kind: str, aid: str, rid: str,
+                   rpos: int, ri: int) -> None:
+        c = self.kcols
+        last_frame = None
+        for p, kf in enumerate(seq):
+            if type(kf) is not dict:
+                raise TaskError(f"{kind} {aid}: keyframe {p} of region {rid} is {jtype(kf)}")
+            i = self.k.n
+            extra = _extra(kf, KEYFRAME_KNOWN)
+            c["source"][i] = SOURCE
+            c["task_id"][i] = task_id
+            c["kind"][i] = kind
+            c["annotation_id"][i] = aid
+            c["region_id"][i] = rid
+            c["result_position"][i] = rpos
+            c["position"][i] = p
+            _fill(kf, KEYFRAME_PLAIN, c, i, extra)
+            c["extra"][i] = dumps(extra) if extra else "{}"
+            self.k.n += 1
+            if type(kf.get("frame")) is int:
+                if last_frame is None:
+                    self.rcols["frame_start"][ri] = kf["frame"]
+                last_frame = kf
+        if last_frame is not None:
+            count = v.get("framesCount", v.get("frameCount"))
+            end = count if last_frame.get("enabled") is True and type(count) is int else last_frame["frame"]
+            self.rcols["frame_end"][ri] = end
+
+    # -- shared key rules -------------------------------------------------------------------
+    @staticmethod
+    def _id(obj: dict, key: str, col: dict, i: int, extra: dict, synthetic=None,
+            int_default: bool = True, flag: bool = True) -> str | None:
+        """An id-like key into its text column (see `id_fit`); a missing id gets `synthetic()`."""
+        if key in obj:
+            v = obj[key]
+            text, keep = id_fit(v, int_default)
+            if keep:
+                extra[key] = v
+            if text is not None:
+                col[i] = text
+                return text
+            if synthetic is None:
+                return None
+        elif synthetic is None:
+            return None
+        elif flag:
+            extra.setdefault(ABSENT, []).append(key)
+        col[i] = text = synthetic()
+        return text
+
+    @staticmethod
+    def _ts(obj: dict, key: str, col: dict, i: int, extra: dict) -> None:
+        if key in obj:
+            d, keep = ts_fit(obj[key], TS_DIGITS)
+            if d is not None:
+                col[i] = d
+            if keep:
+                extra[key] = obj[key]

@@ -1,0 +1,232 @@
+"""Inputs as named byte streams: files, folders, zips, compressed files and stdin.
+
+Compression and zips are recognised by their magic bytes, never by the file name, and every
+stream is read in chunks: nothing here holds a whole input.
+"""
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import os
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Callable, Iterator
+
+import pyarrow as pa
+
+from .errors import InputError
+
+CHUNK = 1 << 16
+MAGIC = {
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bz2",
+    b"\xfd7zXZ\x00": "xz",
+    b"\x28\xb5\x2f\xfd": "zstd",
+}
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+@dataclass
+class Source:
+    """One input stream: `name` is what errors and the `file` column show."""
+
+    name: str
+    size: int | None
+    open: Callable[[], BinaryIO]
+    input: str  # the argument it came from (a file, folder or zip the user named)
+    explicit: bool = True  # named by the user (not found inside a folder or zip)
+
+
+class Reader:
+    """A read-only byte stream with a peek buffer and a count of bytes handed out.
+
+    `offset` is the position in the (decompressed) stream a parser has consumed up to, which
+    is what an error message reports; `counter.count` counts bytes read from disk for progress.
+    """
+
+    def __init__(self, raw: BinaryIO, counter: "Counter | None" = None) -> None:
+        self._raw = raw
+        self._buf = b""
+        self.offset = 0
+        self.counter = counter
+
+    def peek(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            chunk = self._raw.read(max(n - len(self._buf), CHUNK))
+            if not chunk:
+                break
+            self._buf += chunk
+        return self._buf[:n]
+
+    def read(self, n: int = -1) -> bytes:
+        if self._buf:
+            if n < 0 or n >= len(self._buf):
+                data, self._buf = self._buf, b""
+            else:
+                data, self._buf = self._buf[:n], self._buf[n:]
+        else:
+            data = self._raw.read(n if n >= 0 else CHUNK)  # bounded: one chunk at a time
+        self.offset += len(data)
+        return data
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+class Counter:
+    """Wraps a raw file to count the bytes read from disk (progress over compressed input)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self.count += len(data)
+        return data
+
+    def readinto(self, b) -> int:  # gzip/bz2/lzma read this way
+        k = self._raw.readinto(b)
+        self.count += k or 0
+        return k
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    @property
+    def closed(self) -> bool:
+        return self._raw.closed
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+def decompressed(name: str, raw: BinaryIO) -> Reader:
+    """Open `raw` as a Reader over its decompressed bytes, whatever the compression."""
+    counter = Counter(raw)
+    head = Reader(counter, counter)
+    magic = head.peek(6)
+    codec = next((c for m, c in MAGIC.items() if magic.startswith(m)), None)
+    if codec is None:
+        reader = head
+    else:
+        buffered = _Replay(head)
+        try:
+            if codec == "gzip":
+                stream: BinaryIO = gzip.GzipFile(fileobj=buffered)
+            elif codec == "bz2":
+                stream = bz2.BZ2File(buffered)
+            elif codec == "xz":
+                stream = lzma.LZMAFile(buffered)
+            else:
+                stream = pa.CompressedInputStream(pa.PythonFile(buffered, mode="r"), "zstd")
+        except Exception as exc:  # pragma: no cover - the codecs open lazily
+            raise InputError(name, f"cannot open {codec} stream: {exc}") from exc
+        reader = Reader(_Guard(stream, name, codec), counter)
+    return reader
+
+
+class _Replay:
+    """File-like over a Reader, for decompressors that want `read`/`readinto`."""
+
+    def __init__(self, reader: Reader) -> None:
+        self._r = reader
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        return self._r.read(n if n >= 0 else CHUNK)
+
+    def readinto(self, b) -> int:
+        data = self._r.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Guard:
+    """Turns a decompressor's failure into an InputError that names the file."""
+
+    def __init__(self, stream: BinaryIO, name: str, codec: str) -> None:
+        self._s, self._name, self._codec = stream, name, codec
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._s.read(n)
+        except (OSError, EOFError, lzma.LZMAError, pa.ArrowException) as exc:
+            raise InputError(self._name, f"corrupt or truncated {self._codec} data: {exc}") from exc
+
+    def close(self) -> None:
+        self._s.close()
+
+
+def _file_source(path: Path, name: str, given: str, explicit: bool) -> Source:
+    return Source(name, path.stat().st_size, lambda: open(path, "rb"), given, explicit)
+
+
+def _safe_member(zip_name: str, member: str) -> str:
+    p = PurePosixPath(member.replace("\\", "/"))
+    if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
+        raise InputError(zip_name, f"refusing zip member with an unsafe path: {member!r}")
+    return str(p)
+
+
+def _zip_sources(path: Path, name: str, given: str) -> Iterator[Source]:
+    zf = zipfile.ZipFile(path)
+    infos = [i for i in zf.infolist() if not i.is_dir()]
+    for info in infos:  # refuse the whole archive before reading any member
+        _safe_member(name, info.filename)
+    for info in sorted(infos, key=lambda i: i.filename):
+        member = _safe_member(name, info.filename)
+        if PurePosixPath(member).name.startswith(".") or member.startswith("__MACOSX/"):
+            continue
+        yield Source(f"{name}/{member}", info.file_size,
+                     lambda info=info: zf.open(info), given, explicit=False)
+
+
+def is_zip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == ZIP_MAGIC
+
+
+def iter_sources(inputs: list[str]) -> Iterator[Source]:
+    """Expand the user's inputs into streams, in a deterministic order.
+
+    A folder yields its files recursively in sorted path order (hidden files skipped); a zip
+    yields its members the same way; '-' is standard input.
+    """
+    for given in inputs:
+        if given == "-":
+            yield Source("<stdin>", None, lambda: sys.stdin.buffer, given)
+            continue
+        path = Path(given)
+        if not path.exists():
+            raise InputError(given, "no such file or folder")
+        if path.is_dir():
+            files = []
+            for root, dirs, names in os.walk(path):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                files += [Path(root, n) for n in names if not n.startswith(".")]
+            for f in sorted(files, key=lambda p: p.relative_to(path).as_posix()):
+                rel = f"{given.rstrip('/')}/{f.relative_to(path).as_posix()}"
+                if is_zip(f):
+                    yield from _zip_sources(f, rel, given)
+                else:
+                    yield _file_source(f, rel, given, explicit=False)
+        elif is_zip(path):
+            yield from _zip_sources(path, given, given)
+        else:
+            yield _file_source(path, given, given, explicit=True)

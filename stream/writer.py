@@ -1,0 +1,203 @@
+"""Column buffers and atomic Parquet output.
+
+Readers append values to per-column Python lists (dense columns) or set them by row index
+(sparse columns, mostly empty); `Buffer.take` turns each column into one Arrow array per batch.
+`Output` writes every table under a staging folder and moves the parts into place only when
+the whole run succeeded, so a failed run never leaves output that looks complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import AnnostreamError
+from .tables import TABLES, Table
+
+DEFAULT_BATCH_ROWS = 65536
+MANIFEST = "_manifest.json"
+
+
+def to_array(values: list, type_: pa.DataType) -> pa.Array:
+    """One Arrow array from Python values; a value that does not fit becomes null.
+
+    Only derived columns reach the slow path (their source stays whole in a JSON column), so
+    nulling a misfit loses nothing.
+    """
+    try:
+        return pa.array(values, type=type_)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError, ValueError):
+        fixed = []
+        for v in values:
+            try:
+                pa.array([v], type=type_)
+                fixed.append(v)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError, ValueError):
+                fixed.append(None)
+        return pa.array(fixed, type=type_)
+
+
+class Buffer:
+    """Rows of one table under construction, held as columns."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.n = 0
+        self._dense: dict[str, list] = {}
+        self._sparse: dict[str, dict[int, Any]] = {}
+
+    def col(self, name: str) -> list:
+        """The dense list of a column: append exactly one value per row."""
+        self._check(name)
+        return self._dense.setdefault(name, [])
+
+    def at(self, name: str) -> dict[int, Any]:
+        """The sparse map of a column: set `map[row] = value` for the rows that have one."""
+        self._check(name)
+        return self._sparse.setdefault(name, {})
+
+    def _check(self, name: str) -> None:
+        if name not in self.table.names:
+            raise KeyError(f"{self.table.name} has no column {name!r}")
+
+    def mark(self) -> int:
+        return self.n
+
+    def rollback(self, n: int) -> None:
+        """Drop the rows appended since `mark()` returned n (a skipped bad task)."""
+        for lst in self._dense.values():
+            del lst[n:]
+        for d in self._sparse.values():
+            for k in [k for k in d if k >= n]:
+                del d[k]
+        self.n = n
+
+    def take(self) -> pa.Table:
+        """The buffered rows as an Arrow table; the buffer is emptied in place."""
+        n, arrays = self.n, []
+        for c in self.table.columns:
+            if c.name in self._dense:
+                values = self._dense[c.name]
+                if len(values) != n:
+                    raise AssertionError(f"{self.table.name}.{c.name}: {len(values)} values for {n} rows")
+            elif c.name in self._sparse:
+                values = [None] * n
+                for i, v in self._sparse[c.name].items():
+                    values[i] = v
+            else:
+                arrays.append(pa.nulls(n, c.type))
+                continue
+            arrays.append(to_array(values, c.type))
+        for lst in self._dense.values():
+            lst.clear()
+        for d in self._sparse.values():
+            d.clear()
+        self.n = 0
+        return pa.Table.from_arrays(arrays, schema=self.table.schema)
+
+
+class PartWriter:
+    """One Parquet file per table per writer, one row group per flushed batch."""
+
+    def __init__(self, path: Path, table: Table) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.rows = 0
+        self._w = pq.ParquetWriter(path, table.schema, compression="zstd")
+
+    def write(self, t: pa.Table) -> None:
+        if t.num_rows:
+            self._w.write_table(t)
+            self.rows += t.num_rows
+
+    def close(self) -> None:
+        self._w.close()
+
+
+class Buffers:
+    """The five table buffers of one reader, flushed into one part file per table."""
+
+    def __init__(self, folder: Path, part: str, batch_rows: int = DEFAULT_BATCH_ROWS) -> None:
+        self.batch_rows = batch_rows
+        self.tables = {name: Buffer(t) for name, t in TABLES.items()}
+        self.writers = {name: PartWriter(folder / name / f"part-{part}.parquet", t)
+                        for name, t in TABLES.items()}
+
+    def __getitem__(self, name: str) -> Buffer:
+        return self.tables[name]
+
+    def mark(self) -> dict[str, int]:
+        return {name: b.n for name, b in self.tables.items()}
+
+    def rollback(self, marks: dict[str, int]) -> None:
+        for name, n in marks.items():
+            self.tables[name].rollback(n)
+
+    def maybe_flush(self) -> None:
+        for name, b in self.tables.items():
+            if b.n >= self.batch_rows:
+                self.writers[name].write(b.take())
+
+    def close(self) -> dict[str, int]:
+        """Flush what is left and close the part files; returns rows written per table."""
+        for name, b in self.tables.items():
+            self.writers[name].write(b.take())
+            self.writers[name].close()
+        return {name: w.rows for name, w in self.writers.items()}
+
+
+class Output:
+    """An output folder written atomically: staged under a hidden folder, moved in on commit.
+
+    mode 'new' refuses a folder that already holds a conversion, 'overwrite' replaces it,
+    'append' adds this run's parts next to the existing ones.
+    """
+
+    def __init__(self, folder: str | os.PathLike, mode: str = "new") -> None:
+        self.folder = Path(folder)
+        self.mode = mode
+        manifest = self.folder / MANIFEST
+        if manifest.exists() and mode == "new":
+            raise AnnostreamError(
+                f"{self.folder} already holds a conversion; use --overwrite to replace it "
+                "or --append to add to it")
+        if mode != "new" and not manifest.exists() and any(
+                (self.folder / t).exists() for t in TABLES):
+            raise AnnostreamError(f"{self.folder} has table folders but no {MANIFEST}; "
+                                  "remove them or choose another output folder")
+        self.previous = json.loads(manifest.read_text()) if (  # bounded: our small manifest
+            mode == "append" and manifest.exists()) else None
+        self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        self.stage = self.folder / f".annostream-tmp-{self.run_id}"
+        self.stage.mkdir(parents=True)
+
+    def part_prefix(self) -> str:
+        """Part names sort after existing ones, so a glob reads runs in order."""
+        return self.run_id if self.mode == "append" else "0"
+
+    def commit(self, manifest: dict) -> None:
+        """Move the staged parts into place, then write the manifest (the completion mark)."""
+        final_manifest = self.folder / MANIFEST
+        if self.mode == "overwrite":
+            final_manifest.unlink(missing_ok=True)
+            for t in TABLES:
+                shutil.rmtree(self.folder / t, ignore_errors=True)
+        for t in TABLES:
+            dest = self.folder / t
+            dest.mkdir(exist_ok=True)
+            for part in sorted((self.stage / t).glob("*.parquet")):
+                os.replace(part, dest / part.name)
+        tmp = self.folder / f".{MANIFEST}.{self.run_id}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        os.replace(tmp, final_manifest)
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.stage, ignore_errors=True)
