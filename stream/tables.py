@@ -6,12 +6,15 @@ registers views over them and `docs/schema.md` is generated from them, so a colu
 
 Restoring rule (what makes conversion lossless): a key of an input object that has a typed
 column is stored in that column when the value has the column's JSON type; when it does not
-(null, type drift such as "2" for 2) the original stays in `extra` under its key instead, and
+(null, type drift such as "2" for 2, an int beyond 2**53) the original stays in `extra` under
+its key instead, and
 when the column can only hold a view of it (a user object reduced to its id, a timestamp
 spelled unusually, an id whose int/str spelling the column cannot tell) the original is kept
 in `extra` as well. `extra[key]` therefore always wins over the typed column when rebuilding.
 A typed column filled although its key was absent from the input (a synthetic id, pre-1.0
-`skipped` read as `was_cancelled`) is listed in the reserved `extra` key "~absent".
+`skipped` read as `was_cancelled`) is listed in the reserved `extra` key "~absent". An
+annotation read from pre-1.0 `completions` of a task that also has `annotations` carries the
+reserved `extra` key "~list": "completions" (both lists give kind 'annotation').
 Columns that copy parts of a JSON column (`results.labels`, `x`, ... from `value`) are
 conveniences: the JSON column stays whole.
 """

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 ABSENT = "~absent"  # extra key listing typed keys filled although absent from the input
+LISTED = "~list"  # annotation extra key: its task list when the kind alone cannot tell it
 
 dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
@@ -62,13 +63,16 @@ def ts_fit(v: Any, digits: int) -> tuple[datetime | None, bool]:
         return d.replace(tzinfo=timezone.utc), True
     if d.utcoffset():
         return d.astimezone(timezone.utc), True
-    return d, not (len(v) == 21 + digits and v[-1] == "Z" and v[19] == "." and v[10] == "T")
+    return d, restore_ts(d, digits) != v  # exact: other spellings (week dates, ...) keep theirs
 
 
 def restore_ts(d: datetime, digits: int) -> str:
     """Inverse of `ts_fit` for a canonical spelling."""
     s = d.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
     return s[: 20 + digits] + "Z"
+
+
+EXACT_INT = 2 ** 53  # larger ints do not survive an int64 or float64 column exactly: kept in extra
 
 
 def str_list(v: Any) -> list[str] | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import TaskError
 from ..writer import Buffers
-from .common import ABSENT, dumps, id_fit, jtype, str_list, ts_fit
+from .common import ABSENT, EXACT_INT, LISTED, dumps, id_fit, jtype, str_list, ts_fit
 
 SOURCE = "labelstudio"
 TS_DIGITS = 6  # Label Studio writes microseconds: 2021-03-09T21:52:49.513742Z
@@ -61,11 +61,12 @@ TIME_TYPES = frozenset({"timeserieslabels"})
 
 
 def _fill(obj: dict, plain: tuple, cols: dict, i: int, extra: dict) -> None:
-    """Typed keys into their columns; a value of another JSON type goes to `extra` as is."""
+    """Typed keys into their columns; a value of another JSON type (or an int too large for the
+    column to hold exactly) goes to `extra` as is."""
     for key, col, ok in plain:
         if key in obj:
             v = obj[key]
-            if type(v) in ok:
+            if type(v) in ok and (type(v) is not int or -EXACT_INT <= v <= EXACT_INT):
                 cols[col][i] = v
             else:
                 extra[key] = v
@@ -123,8 +124,8 @@ class LabelStudio:
         self._ts(task, "updated_at", c["updated_at"], i, extra)
         _fill(task, TASK_PLAIN, c, i, extra)
         lists = []
-        for key, _ in LISTS:
-            if key in task:
+        for key in task:  # input order: list_keys restores the task's key order
+            if key in LIST_KEYS:
                 if type(task[key]) is list:
                     lists.append(key)
                 else:
@@ -132,14 +133,17 @@ class LabelStudio:
         c["list_keys"][i] = lists
         c["extra"][i] = dumps(extra) if extra else "{}"
         self.t.n += 1
+        both = "annotations" in lists and "completions" in lists  # one kind, two lists
         for key, kind in LISTS:
             if key in lists:
+                listed = key if both and key == "completions" else None
                 for p, ann in enumerate(task[key]):
-                    self._annotation(ann, task_id, kind, p)
+                    self._annotation(ann, task_id, kind, p, listed)
         return task_id
 
     # -- annotations, predictions, drafts ---------------------------------------------------
-    def _annotation(self, ann: Any, task_id: str, kind: str, position: int) -> None:
+    def _annotation(self, ann: Any, task_id: str, kind: str, position: int,
+                    listed: str | None = None) -> None:
         c, i = self.acols, self.a.n
         c["source"][i] = SOURCE
         c["task_id"][i] = task_id
@@ -152,14 +156,19 @@ class LabelStudio:
             text, keep = id_fit(ann, True)
             c["annotation_id"][i] = text
             c["form"][i] = "id"
-            if keep:
-                c["extra"][i] = dumps({"id": ann})
+            extra = {"id": ann} if keep else {}
+            if listed:
+                extra[LISTED] = listed
+            if extra:
+                c["extra"][i] = dumps(extra)
             c["list_keys"][i] = []
             self.a.n += 1
             return
         extra = _extra(ann, ANNOTATION_KNOWN)
+        if listed:
+            extra[LISTED] = listed
         aid = self._id(ann, "id", c["annotation_id"], i, extra,
-                       lambda: f"~{task_id}/{kind[0]}{position}")
+                       lambda: f"~{task_id}/{(listed or kind)[0]}{position}")
         c["form"][i] = "object"
         if "completed_by" in ann:
             by = ann["completed_by"]
