@@ -107,11 +107,14 @@ TASKS = Table(
         _c("file", pa.string(), "Input name: the path given, or `<zip or folder>/<member>`."),
         _c("container", pa.string(), "Shape of the input file: 'array' (a JSON array of tasks), "
            "'object' (one object per file, or newline-delimited objects), 'ner' (FORMATS.md C), "
-           "'elements' (Dataloop text JSON)."),
+           "'wrapper' (Dataloop docs' `{\"annotations\": [items]}`), 'elements' (Dataloop "
+           "text-classification JSON)."),
         _c("form", pa.string(), "Shape of the task object: 'task' (Label Studio task), 'flat' "
            "(import object with no `data` key: the object is the data), 'storage-annotation' "
            "(legacy target-storage file: an annotation with the task under `task`), "
-           "'item' (Dataloop item), 'element' (Dataloop text element). NER documents are 'task'."),
+           "'item' (Dataloop item), 'element' (annotatable Dataloop text element), 'context' "
+           "(non-annotatable text element, kept as a row so nothing is lost). NER documents "
+           "are 'task'."),
         _c("data", JSON, "The task's input data (`data`) as JSON; Dataloop: filename, dir, name, "
            "url, stream, thumbnail."),
         _c("meta", JSON, "Label Studio `meta`; Dataloop item metadata minus promoted keys."),

@@ -17,6 +17,7 @@ import ijson
 from ..errors import InputError, TaskError
 from ..sources import Reader, Source, decompressed
 from ..writer import Buffers
+from .dataloop import Dataloop, read_elements
 from .labelstudio import LabelStudio
 from .ner import read_ner
 
@@ -28,6 +29,10 @@ WHITESPACE = b" \t\r\n"
 
 # Keys that only a Dataloop item has at its top level (FORMATS.md B2).
 DATALOOP_KEYS = frozenset({"datasetId", "filename", "_id", "itemMetadata", "dir", "annotationsCount"})
+# Keys of a Dataloop V3 export manifest (it has `datasetId` too, so it is checked first).
+MANIFEST_KEYS = frozenset({"manifestVersion", "exportId", "partitioning"})
+# Keys only a Dataloop annotation has: an item whose `annotations` come first.
+DATALOOP_ANNOTATION_KEYS = frozenset({"itemId", "coordinates"})
 
 
 @dataclass
@@ -35,7 +40,7 @@ class Plan:
     """How to read one input: which platform, which ijson prefix, and the container shape."""
 
     platform: str  # 'labelstudio' | 'dataloop' | 'ner'
-    container: str  # goes to tasks.container
+    container: str  # goes to tasks.container; Dataloop 'manifest' files hold no items
     prefix: str = "item"
     multiple: bool = False
 
@@ -103,13 +108,24 @@ def sniff(reader: Reader) -> Plan | None:
     if first == b"{":
         keys = _first_keys(head, "")
         names = {k for k, _ in keys}
-        if names & DATALOOP_KEYS or "shebang" in names:
+        if names & MANIFEST_KEYS:
+            return Plan("dataloop", "manifest", prefix="")
+        if "shebang" in names and not names & DATALOOP_KEYS:
+            return Plan("dataloop", "elements", prefix="")
+        if names & DATALOOP_KEYS:
             return Plan("dataloop", "object", prefix="", multiple=True)
+        if keys[:1] == [("annotations", "start_array")]:
+            inner = {k for k, _ in _first_keys(head, "annotations.item")}
+            if inner & DATALOOP_KEYS:  # the docs' wrapper {"annotations": [items]}
+                return Plan("dataloop", "wrapper", prefix="annotations.item")
+            if inner & DATALOOP_ANNOTATION_KEYS:  # an item that starts with its annotations
+                return Plan("dataloop", "object", prefix="", multiple=True)
         return Plan("labelstudio", "object", prefix="", multiple=True)
     return None
 
 
-PLATFORMS: dict[str, Callable[[Buffers], object]] = {"labelstudio": LabelStudio}
+PLATFORMS: dict[str, Callable[[Buffers], object]] = {"labelstudio": LabelStudio,
+                                                     "dataloop": Dataloop}
 
 
 class Readers:
@@ -143,9 +159,16 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
             log.warning("%s: not JSON, skipped", src.name)
             return stats
         stats.platform, stats.container = plan.platform, plan.container
+        if plan.container == "manifest":
+            log.info("%s: Dataloop export manifest (it lists the partition files): "
+                     "not items, skipped", src.name)
+            return stats
         if plan.platform == "ner":
             objs: Iterator = read_ner(reader, src.name)
             add = readers.get("labelstudio", src.name).add
+        elif plan.container == "elements":
+            objs = read_elements(reader, src.name)
+            add = readers.get("dataloop", src.name).add
         else:
             objs = ijson.items(reader, plan.prefix, use_float=True, multiple_values=plan.multiple)
             add = readers.get(plan.platform, src.name).add
