@@ -14,9 +14,11 @@ from ..errors import InputError
 from ..sources import Reader
 
 
-def _document(doc_id: str, spans: list, text: str | None) -> dict:
+def _document(doc_id: str, spans: list | None, text: str | None) -> dict:
+    """A task; a document missing from the spans object gets no prediction (not an empty one),
+    so that the export can tell the two apart."""
     results = []
-    for span in spans:
+    for span in spans or ():
         if (type(span) is list and len(span) == 2 and type(span[0]) is int
                 and type(span[1]) is int):
             value: dict = {"start": span[0], "end": span[1], "labels": []}
@@ -26,7 +28,8 @@ def _document(doc_id: str, spans: list, text: str | None) -> dict:
             value = {"span": span}
         results.append({"from_name": "label", "to_name": "text", "type": "labels", "value": value})
     data = {} if text is None else {"text": text}
-    return {"id": doc_id, "data": data, "predictions": [{"result": results}]}
+    return {"id": doc_id, "data": data,
+            "predictions": [] if spans is None else [{"result": results}]}
 
 
 def read_ner(reader: Reader, name: str) -> Iterator[dict]:
@@ -34,7 +37,7 @@ def read_ner(reader: Reader, name: str) -> Iterator[dict]:
     spans: dict[str, list] = {}
     for doc_id, value in ijson.kvitems(reader, "item", use_float=True):
         if type(value) is str:
-            yield _document(doc_id, spans.pop(doc_id, []), value)
+            yield _document(doc_id, spans.pop(doc_id, None), value)
         elif type(value) is list:
             spans[doc_id] = value
         else:
