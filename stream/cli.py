@@ -11,6 +11,9 @@ import click
 from . import __version__
 from .convert import convert as convert_exports
 from .errors import AnnostreamError
+from .output import emit, row_options
+from .query import catalog, connect
+from .query import run as run_sql
 from .tables import TABLES, schema_markdown
 
 
@@ -90,3 +93,55 @@ def schema(table: str | None) -> None:
     click.echo(f"{t.name}: {t.doc}")
     for c in t.columns:
         click.echo(f"  {c.name:<22} {str(c.type):<28} {c.doc}")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.argument("sql", required=False)
+@click.option("--file", "sql_file", type=click.File("r", encoding="utf-8"),
+              help="Run the SQL script in FILE ('-' for stdin); the last statement's rows print.")
+@row_options
+@_errors
+def query(folder: str, sql: str | None, sql_file, fmt: str | None, output: str | None) -> None:
+    """Run SQL over a converted folder: every table and view is registered in DuckDB.
+
+    \b
+    Examples:
+      annostream query out/ "SELECT type, count(*) FROM results GROUP BY type ORDER BY 2 DESC"
+      annostream query out/ --format json "SELECT * FROM regions LIMIT 5"
+      annostream query out/ --output boxes.parquet "SELECT * FROM results WHERE x IS NOT NULL"
+      annostream query out/ --file report.sql
+    """
+    if (sql is None) == (sql_file is None):
+        raise click.UsageError("give the SQL as an argument or with --file, not both")
+    script = sql if sql is not None else sql_file.read()  # bounded: a SQL script
+    con = connect(folder)
+    rel = run_sql(con, script)
+    if rel is not None:
+        _report(emit(con, rel, fmt, output), output)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--columns", is_flag=True, help="One row per column, with its type and meaning.")
+@click.option("--no-view-counts", is_flag=True,
+              help="Leave view row counts empty (counting `frames` or `regions` runs the view).")
+@row_options
+@_errors
+def tables(folder: str, columns: bool, no_view_counts: bool, fmt: str | None,
+           output: str | None) -> None:
+    """List the tables and views of a converted folder with row counts and columns.
+
+    \b
+    Examples:
+      annostream tables out/
+      annostream tables out/ --columns --format markdown
+    """
+    con = connect(folder)
+    _report(emit(con, catalog(con, columns=columns, view_counts=not no_view_counts), fmt, output),
+            output)
+
+
+def _report(rows: int | None, output: str | None) -> None:
+    if output:
+        click.echo(f"wrote {rows:,} rows to {output}", err=True)
