@@ -5,7 +5,8 @@ __version__ = "0.1.0"
 
 from .convert import convert  # noqa: E402
 from .errors import AnnostreamError, InputError  # noqa: E402
+from .export import export  # noqa: E402
 from .query import connect  # noqa: E402
 from .tables import TABLES, SCHEMA_VERSION  # noqa: E402
 
-__all__ = ["convert", "connect", "AnnostreamError", "InputError", "TABLES", "SCHEMA_VERSION", "__version__"]
+__all__ = ["convert", "connect", "export", "AnnostreamError", "InputError", "TABLES", "SCHEMA_VERSION", "__version__"]

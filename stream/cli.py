@@ -145,3 +145,40 @@ def tables(folder: str, columns: bool, no_view_counts: bool, fmt: str | None,
 def _report(rows: int | None, output: str | None) -> None:
     if output:
         click.echo(f"wrote {rows:,} rows to {output}", err=True)
+
+
+@main.command("export")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True,
+              help="Output file; a folder (existing, or ending in '/') when several inputs are "
+                   "rebuilt: one file per input, named as the input below their common folder.")
+@click.option("--where", help="SQL predicate on tasks selecting what to export; other tables "
+                              "work in subqueries.")
+@click.option("--file", "files", multiple=True,
+              help="Only this input (tasks.file, or a folder or zip it came from); repeatable.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "labelstudio"]), default="auto",
+              show_default=True,
+              help="auto: each input in its own shape; labelstudio: NER model files as task arrays.")
+@click.option("--as-predictions", is_flag=True,
+              help="Label Studio import shape: data + the annotations as predictions, one file.")
+@click.option("--model-version", help="model_version of the predictions (--as-predictions).")
+@click.option("-q", "--quiet", is_flag=True, help="No summary.")
+@_errors
+def export_command(folder: str, output: str, where: str | None, files: tuple[str, ...],
+                   fmt: str, as_predictions: bool, model_version: str | None, quiet: bool) -> None:
+    """Rebuild exports from a converted folder, streaming (the way back from `convert`).
+
+    \b
+    Examples:
+      annostream export out/ -o rebuilt.json
+      annostream export out/ --where "task_id IN (SELECT task_id FROM results
+          WHERE type = 'labels' AND list_contains(labels, 'PER'))" -o subset.json
+      annostream export out/ --as-predictions --model-version v3 -o import_me.json
+    """
+    from .export import export
+
+    done = export(folder, output, where=where, files=files, fmt=fmt,
+                  as_predictions=as_predictions, model_version=model_version)
+    if not quiet:
+        click.echo(f"exported {done.tasks:,} task(s) into {len(done.outputs)} file(s) -> {output}",
+                   err=True)
