@@ -297,7 +297,7 @@ def main() -> None:
     wrapped["id"], wrapped["filename"] = "6569a9bb64a270e5cc8ae899", "/reviews/review_99.txt"
     for a in wrapped["annotations"]:
         a["itemId"] = wrapped["id"]
-        a["id"] = a["id"][:-2] + "99"
+        a["id"] = a["id"][:-4] + "99" + a["id"][-2:]
     dump({"annotations": [wrapped]}, out / "docs_wrapper.json")
     dump(text_classification(), out / "text_classification.json")
 

@@ -16,6 +16,7 @@ import ijson
 
 from ..errors import InputError, TaskError
 from ..sources import Reader, Source, decompressed
+from ..elements import ArrayItems
 from ..writer import Buffers
 from .dataloop import Dataloop, read_elements
 from .labelstudio import LabelStudio
@@ -33,6 +34,9 @@ DATALOOP_KEYS = frozenset({"datasetId", "filename", "_id", "itemMetadata", "dir"
 MANIFEST_KEYS = frozenset({"manifestVersion", "exportId", "partitioning"})
 # Keys only a Dataloop annotation has: an item whose `annotations` come first.
 DATALOOP_ANNOTATION_KEYS = frozenset({"itemId", "coordinates"})
+# Keys after which the rest of the first object cannot change the plan (`datasetId` is not
+# one: a manifest has it too).
+DECISIVE_KEYS = (DATALOOP_KEYS - {"datasetId"}) | MANIFEST_KEYS | {"shebang", "data"}
 
 
 @dataclass
@@ -56,18 +60,22 @@ class FileStats:
     skipped: list[dict] = field(default_factory=list)
 
 
-def _first_keys(head: bytes, prefix: str, limit: int = 64) -> list[tuple[str, str]]:
+def _first_keys(head: bytes, prefix: str, limit: int = 64,
+                stop: frozenset = frozenset()) -> list[tuple[str, str]]:
     """Top-level keys of the first object at `prefix` in `head`, each with the first event of
-    its value; stops at the end of that object or of the peeked bytes."""
+    its value; stops at the end of that object or of the peeked bytes, or after a key in
+    `stop` (a key that already decides the format: many small files are sniffed one by one)."""
     keys: list[tuple[str, str]] = []
-    pending = None
+    pending = path = None
     try:
         for p, event, value in ijson.parse(io.BytesIO(head)):
-            if pending is not None and p == (f"{prefix}.{pending}" if prefix else pending):
+            if p == path:
                 keys.append((pending, event))
-                pending = None
+                if pending in stop:
+                    break
+                pending = path = None
             if p == prefix and event == "map_key":
-                pending = value
+                pending, path = value, f"{prefix}.{value}" if prefix else value
                 if len(keys) >= limit:
                     break
             elif p == prefix and event == "end_map":
@@ -99,14 +107,14 @@ def sniff(reader: Reader) -> Plan | None:
         head = head[len(BOM):]
     first = head.lstrip(WHITESPACE)[:1]
     if first == b"[":
-        keys = {k for k, _ in _first_keys(head, "item")}
+        keys = {k for k, _ in _first_keys(head, "item", stop=DECISIVE_KEYS)}
         if keys & DATALOOP_KEYS:
             return Plan("dataloop", "array")
         if _ner_like(head):
             return Plan("ner", "ner")
         return Plan("labelstudio", "array")
     if first == b"{":
-        keys = _first_keys(head, "")
+        keys = _first_keys(head, "", stop=DECISIVE_KEYS)
         names = {k for k, _ in keys}
         if names & MANIFEST_KEYS:
             return Plan("dataloop", "manifest", prefix="")
@@ -144,8 +152,12 @@ class Readers:
 
 
 def read_source(src: Source, readers: Readers, on_error: str = "fail",
-                tick: Callable[[int], None] | None = None) -> FileStats:
-    """Read one input stream into the buffers; raises InputError naming file, task and byte."""
+                tick: Callable[[int], None] | None = None, span=None) -> FileStats:
+    """Read one input stream into the buffers; raises InputError naming file, task and byte.
+
+    `span`: only one byte range of a big array, with its first task's position
+    (a `parallel.Span`: `span.items(raw)` iterates its tasks).
+    """
     stats = FileStats(src.name, src.input, src.size)
     raw = src.open()
     try:
@@ -169,18 +181,29 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
         elif plan.container == "elements":
             objs = read_elements(reader, src.name)
             add = readers.get("dataloop", src.name).add
+        elif plan.prefix == "item":
+            objs = ArrayItems(reader.read)  # the elements ijson.items would give, parsed faster
+            add = readers.get(plan.platform, src.name).add
         else:
             objs = ijson.items(reader, plan.prefix, use_float=True, multiple_values=plan.multiple)
             add = readers.get(plan.platform, src.name).add
         out = readers.out
-        position = 0
+        position = first = 0
+        if span is not None:
+            objs, position = span.items(raw), span.position
+            first = position
+        where = objs if hasattr(objs, "offset") else reader  # byte offsets for errors
         while True:
             try:
                 obj = next(objs)
             except StopIteration:
                 break
             except (ijson.JSONError, UnicodeDecodeError) as exc:
-                raise InputError(src.name, _parse_message(exc), position, reader.offset) from exc
+                raise InputError(src.name, _parse_message(exc), position, where.offset) from exc
+            except InputError as exc:  # a corrupt compressed stream: say where it broke
+                if exc.position is not None:
+                    raise
+                raise InputError(src.name, exc.reason, position, reader.offset) from exc
             marks = out.mark()
             try:
                 if plan.container == "object" and plan.platform == "labelstudio":
@@ -189,14 +212,14 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
             except TaskError as exc:
                 out.rollback(marks)
                 if on_error != "skip":
-                    raise InputError(src.name, str(exc), position, reader.offset) from exc
+                    raise InputError(src.name, str(exc), position, where.offset) from exc
                 log.warning("%s: task %d skipped: %s", src.name, position, exc)
                 stats.skipped.append({"file": src.name, "position": position, "error": str(exc)})
             position += 1
             out.maybe_flush()
             if tick is not None:
                 tick(reader.counter.count)
-        stats.tasks = position - len(stats.skipped)
+        stats.tasks = position - first - len(stats.skipped)
         return stats
     finally:
         raw.close()
@@ -211,7 +234,9 @@ def _require_task(obj: object) -> None:
 
 
 def _parse_message(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    arg = exc.args[0] if exc.args else None  # yajl2_c gives bytes: show them as text
+    text = arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(exc)
+    text = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     if isinstance(exc, ijson.IncompleteJSONError) and "premature EOF" in text:
         return "truncated JSON (the file ends inside a value)"
     if isinstance(exc, UnicodeDecodeError) or "UTF8" in text or "utf-8" in text.lower():
