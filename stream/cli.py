@@ -147,6 +147,105 @@ def _report(rows: int | None, output: str | None) -> None:
         click.echo(f"wrote {rows:,} rows to {output}", err=True)
 
 
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--lake", "lake_uri", required=True,
+              help="The lake: a folder, file://, s3:// or gs:// URI (created on first use).")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "delta"]),
+              help="Storage of a new lake: Hive-partitioned Parquet (default) or Delta Lake "
+                   "tables (needs the `deltalake` package).")
+@click.option("--partial", "snapshot", flag_value="partial",
+              help="Every input is a partial export (a diff, per-task files): tasks are "
+                   "upserted into the latest view by updated_at.")
+@click.option("--full", "snapshot", flag_value="full",
+              help="Each input argument as a whole (a folder or prefix of per-task or per-item "
+                   "files) is one full snapshot: tasks missing from it leave the latest view.")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail",
+              show_default=True, help="On a malformed task: stop, or skip it (as in convert).")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Seconds to wait for another ingest or vacuum of the lake to finish.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@_errors
+def ingest(inputs: tuple[str, ...], lake_uri: str, fmt: str | None, snapshot: str | None,
+           on_error: str, wait: float, quiet: bool) -> None:
+    """Add new exports to a lake, each as one atomic batch; inputs already there are skipped.
+
+    \b
+    Examples:
+      annostream ingest exports/2026-11-22/*.json --lake lake/
+      annostream ingest s3://bucket/label-studio/project-7/ --lake s3://bucket/lake/
+      annostream query lake/ "SELECT count(*) FROM latest.results"
+    """
+    from .lake import ingest as ingest_inputs
+
+    echo = None if quiet else (lambda line: click.echo(line, err=True))
+    ingest_inputs(list(inputs), lake_uri, snapshot=snapshot or "auto", format=fmt,
+                  on_error=on_error, wait=wait, progress=not quiet and sys.stderr.isatty(),
+                  echo=echo)
+
+
+@main.group()
+def lake() -> None:
+    """Inspect and maintain a lake written by `annostream ingest`."""
+
+
+@lake.command("status")
+@click.argument("lake_uri", metavar="LAKE")
+@row_options
+@_errors
+def lake_status(lake_uri: str, fmt: str | None, output: str | None) -> None:
+    """Batches (one row each: input, rows per table, schema version, times, status), with a
+    summary on stderr: format, schema versions, totals, last run.
+
+    \b
+    Examples:
+      annostream lake status lake/
+      annostream lake status s3://bucket/lake/ --format json
+    """
+    import duckdb
+    import pyarrow as pa
+
+    from .lake import LEDGER_SCHEMA, status
+
+    st = status(lake_uri)
+    last = st["last_run"] or {}
+    rows = ", ".join(f"{t} {n:,}" for t, n in st["rows"].items())
+    click.echo(f"{st['lake']}: {st['format']} lake, {st['committed']} committed batch(es), "
+               f"{st['failed']} failed; schema version(s) {st['schema_versions'] or '-'} "
+               f"(this annostream: {st['tool_schema_version']}); rows: {rows}; last run "
+               f"{last.get('finished_at', 'never')} ({len(last.get('batches', []))} batch(es) "
+               "ingested)", err=True)
+    con = duckdb.connect()
+    con.register("batches", pa.Table.from_pylist(st["batches"], schema=LEDGER_SCHEMA))
+    _report(emit(con, con.sql("SELECT * FROM batches"), fmt, output), output)
+
+
+@lake.command("vacuum")
+@click.argument("lake_uri", metavar="LAKE")
+@click.option("--keep", required=True, help="Keep batches newer than this: 30d, 12h, 2w.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Seconds to wait for a running ingest to finish.")
+@_errors
+def lake_vacuum(lake_uri: str, keep: str, dry_run: bool, wait: float) -> None:
+    """Remove snapshots older than --keep (files and ledger entries); the newest snapshot of
+    every project, and partial batches after it, always stay.
+
+    \b
+    Example:
+      annostream lake vacuum lake/ --keep 30d
+    """
+    from .lake import parse_duration, vacuum
+
+    removed = vacuum(lake_uri, parse_duration(keep), dry_run=dry_run, wait=wait)
+    verb = "would remove" if dry_run else "removed"
+    for e in removed:
+        click.echo(f"{verb} batch {e['batch']} ({e['status']}, {e['input']}, finished "
+                   f"{e.get('finished_at')})", err=True)
+    click.echo(f"{verb} {len(removed)} batch(es)", err=True)
+
+
+
 @main.command("export")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", required=True,
