@@ -52,6 +52,7 @@ class Buffer:
         self.n = 0
         self._dense: dict[str, list] = {}
         self._sparse: dict[str, dict[int, Any]] = {}
+        self._runs: dict[str, list[tuple[int, list]]] = {}
 
     def col(self, name: str) -> list:
         """The dense list of a column: append exactly one value per row."""
@@ -62,6 +63,12 @@ class Buffer:
         """The sparse map of a column: set `map[row] = value` for the rows that have one."""
         self._check(name)
         return self._sparse.setdefault(name, {})
+
+    def put(self, name: str, start: int, values: list) -> None:
+        """Values of rows start, start + 1, ... of a sparse column at once: a whole keyframe
+        sequence costs one list, not one dict entry per row."""
+        self._check(name)
+        self._runs.setdefault(name, []).append((start, values))
 
     def _check(self, name: str) -> None:
         if name not in self.table.names:
@@ -77,6 +84,8 @@ class Buffer:
         for d in self._sparse.values():
             for k in [k for k in d if k >= n]:
                 del d[k]
+        for runs in self._runs.values():
+            runs[:] = [(s, v[: n - s]) for s, v in runs if s < n]
         self.n = n
 
     def take(self) -> pa.Table:
@@ -87,9 +96,11 @@ class Buffer:
                 values = self._dense[c.name]
                 if len(values) != n:
                     raise AssertionError(f"{self.table.name}.{c.name}: {len(values)} values for {n} rows")
-            elif c.name in self._sparse:
+            elif self._sparse.get(c.name) or self._runs.get(c.name):
                 values = [None] * n
-                for i, v in self._sparse[c.name].items():
+                for start, run in self._runs.get(c.name, ()):
+                    values[start:start + len(run)] = run
+                for i, v in self._sparse.get(c.name, {}).items():
                     values[i] = v
             else:
                 arrays.append(pa.nulls(n, c.type))
@@ -99,6 +110,8 @@ class Buffer:
             lst.clear()
         for d in self._sparse.values():
             d.clear()
+        for runs in self._runs.values():
+            runs.clear()
         self.n = 0
         return pa.Table.from_arrays(arrays, schema=self.table.schema)
 

@@ -16,6 +16,7 @@ SOURCE = "labelstudio"
 TS_DIGITS = 6  # Label Studio writes microseconds: 2021-03-09T21:52:49.513742Z
 
 STR, INT, NUM, BOOL = frozenset({str}), frozenset({int}), frozenset({int, float}), frozenset({bool})
+NONE = frozenset({type(None)})
 
 # (input key, column, accepted JSON types): plain typed keys of each object kind.
 TASK_PLAIN = (("total_annotations", "total_annotations", INT),
@@ -128,8 +129,10 @@ class LabelStudio:
             if key in LIST_KEYS:
                 if type(task[key]) is list:
                     lists.append(key)
-                else:
-                    extra[key] = task[key]
+                elif task[key] is None:
+                    extra[key] = None
+                else:  # not an export: its annotations would silently go missing
+                    raise TaskError(f"'{key}' is {jtype(task[key])}, expected a list")
         c["list_keys"][i] = lists
         c["extra"][i] = dumps(extra) if extra else "{}"
         self.t.n += 1
@@ -296,28 +299,46 @@ class LabelStudio:
 
     def _keyframes(self, seq: list, v: dict, task_id: str, kind: str, aid: str, rid: str,
                    rpos: int, ri: int) -> None:
-        c = self.kcols
-        last_frame = None
-        for p, kf in enumerate(seq):
-            if type(kf) is not dict:
-                raise TaskError(f"{kind} {aid}: keyframe {p} of region {rid} is {jtype(kf)}")
-            i = self.k.n
-            extra = _extra(kf, KEYFRAME_KNOWN)
-            c["source"][i] = SOURCE
-            c["task_id"][i] = task_id
-            c["kind"][i] = kind
-            c["annotation_id"][i] = aid
-            c["region_id"][i] = rid
-            c["result_position"][i] = rpos
-            c["position"][i] = p
-            _fill(kf, KEYFRAME_PLAIN, c, i, extra)
-            c["extra"][i] = dumps(extra) if extra else "{}"
-            self.k.n += 1
-            if type(kf.get("frame")) is int:
-                if last_frame is None:
-                    self.rcols["frame_start"][ri] = kf["frame"]
-                last_frame = kf
-        if last_frame is not None:
+        """A whole sequence at once, column by column: keyframes are most of the rows of a
+        video export, so per-keyframe Python work is what a conversion's speed hinges on."""
+        if not all(type(kf) is dict for kf in seq):
+            p = next(p for p, kf in enumerate(seq) if type(kf) is not dict)
+            raise TaskError(f"{kind} {aid}: keyframe {p} of region {rid} is {jtype(seq[p])}")
+        m, put, i0 = len(seq), self.k.put, self.k.n
+        extras = None
+        if not all(map(KEYFRAME_KNOWN.issuperset, seq)):
+            extras = [_extra(kf, KEYFRAME_KNOWN) for kf in seq]
+        frames = None
+        for key, col, ok in KEYFRAME_PLAIN:
+            vals = [kf.get(key) for kf in seq]
+            if key == "frame":
+                frames = vals[:]
+            types = set(map(type, vals))
+            if not types <= ok | NONE or (int in types and not all(
+                    -EXACT_INT <= x <= EXACT_INT for x in vals if type(x) is int)):
+                extras = extras or [{} for _ in seq]
+                for j, x in enumerate(vals):
+                    if x is not None and not (type(x) in ok and (
+                            type(x) is not int or -EXACT_INT <= x <= EXACT_INT)):
+                        extras[j][key] = x
+                        vals[j] = None
+            if type(None) in types:
+                for j, x in enumerate(vals):
+                    if x is None and key in seq[j] and seq[j][key] is None:
+                        extras = extras or [{} for _ in seq]
+                        extras[j][key] = None
+            put(col, i0, vals)
+        for col, value in (("source", SOURCE), ("task_id", task_id), ("kind", kind),
+                           ("annotation_id", aid), ("region_id", rid), ("result_position", rpos)):
+            put(col, i0, [value] * m)
+        put("position", i0, list(range(m)))
+        put("extra", i0, ["{}"] * m if extras is None else
+            [dumps(e) if e else "{}" for e in extras])
+        self.k.n += m
+        ints = [j for j, f in enumerate(frames) if type(f) is int]
+        if ints:
+            self.rcols["frame_start"][ri] = frames[ints[0]]
+            last_frame = seq[ints[-1]]
             count = v.get("framesCount", v.get("frameCount"))
             end = count if last_frame.get("enabled") is True and type(count) is int else last_frame["frame"]
             self.rcols["frame_end"][ri] = end

@@ -1,0 +1,176 @@
+"""The elements of a top-level JSON array, each parsed in one call at a proven boundary.
+
+ijson builds every element event by event in Python; finding where an element ends and
+parsing it whole with msgspec is several times faster. Element ends are found by a cheap
+search for the separator between two tasks (`}`, `,`, then `{` and the key the first element
+starts with) and a bracket count that ignores strings; neither is trusted. A candidate end is
+accepted only when the bytes from the element's start parse as exactly one JSON value: JSON
+values are self-delimiting, so from a true element start that proves the end (and the start of
+the next element). A wrong candidate (a separator inside a string) just fails to parse.
+
+The same search splits one big file into byte ranges for parallel workers (stream/parallel.py).
+Anything the fast path does not handle (an element that is not an object, a value msgspec
+rejects, no proven end within MAX_PENDING bytes) hands the rest of the stream, from the
+current element on, to ijson: the reader the converter always used, with its error messages.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable, Iterator
+
+import ijson
+import msgspec
+
+WS = rb"[ \t\r\n]*"
+CHUNK = 1 << 22
+MAX_PENDING = 1 << 26  # bytes of one element without a proven end before ijson takes over
+MAX_TRIES = 64  # failed parses of one element before ijson takes over
+RESCAN = 4096  # bytes before the end of the buffer searched again after reading more
+OPENING = re.compile(WS + rb'\{' + WS + rb'("(?:[^"\\]|\\.)*")' + WS + b":")
+WHITESPACE = b" \t\r\n"
+
+decode = msgspec.json.Decoder().decode
+
+
+class _Skip(msgspec.Struct):
+    """An object whose keys are all skipped: parsing into it validates without building."""
+
+
+check = msgspec.json.Decoder(_Skip).decode
+
+
+class Fallback(Exception):
+    """The fast path cannot prove where the element at `start` ends."""
+
+    def __init__(self, start: int, pending: bytes) -> None:
+        super().__init__(f"no proven element end after byte {start}")
+        self.start, self.pending = start, pending
+
+
+def separator(key: bytes) -> re.Pattern:
+    """Candidate ends: `}` `,` and the next element's opening up to its first key's colon."""
+    return re.compile(rb"\}" + WS + b"," + WS + rb"(\{" + WS + re.escape(key) + WS + b":)")
+
+
+def first_key(head: bytes, at: int) -> bytes | None:
+    """The first key (JSON text, quotes included) of the object starting at `at` in `head`."""
+    m = OPENING.match(head, at)
+    return m.group(1) if m else None
+
+
+def elements(read: Callable[[int], bytes], offset: int, sep: re.Pattern, parse: Callable,
+             stop: int | None = None) -> Iterator[tuple[object, int, int | None]]:
+    """(value, start, next start) for each element, from a stream positioned at an element
+    start (stream offset `offset`); next start is None after the last element of the array.
+
+    With `stop`, ends after the first element whose next start is at or past `stop`.
+    Raises Fallback when it cannot prove an end.
+    """
+    buf, base, s, eof = b"", offset, 0, False
+    while True:
+        scan, dpos, depth, tries = s, s, 0, 0
+        while True:
+            m = sep.search(buf, scan)
+            if m is None:
+                if eof:
+                    tail = buf[s:].rstrip(WHITESPACE)
+                    if not tail.endswith(b"]"):
+                        raise Fallback(base + s, buf[s:])
+                    try:
+                        value = parse(tail[:-1])
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        raise Fallback(base + s, buf[s:]) from None
+                    yield value, base + s, None
+                    return
+                if len(buf) - s > MAX_PENDING:
+                    raise Fallback(base + s, buf[s:])
+                chunk = read(CHUNK)
+                eof = not chunk
+                scan = max(scan, len(buf) - RESCAN) - s
+                dpos -= s
+                base += s
+                buf = buf[s:] + chunk
+                s = 0
+                continue
+            end = m.start() + 1
+            depth += (buf.count(b"{", dpos, end) + buf.count(b"[", dpos, end)
+                      - buf.count(b"}", dpos, end) - buf.count(b"]", dpos, end))
+            dpos = scan = end
+            try:
+                if depth != 0:  # nested (an annotation opens like a task), or unbalanced
+                    if tries >= MAX_TRIES:  # brackets in a string: a cheap check first
+                        continue
+                    tries += 1
+                    check(buf[s:end])
+                value = parse(buf[s:end])
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                if depth == 0:
+                    tries += 1
+                    if tries > MAX_TRIES:
+                        raise Fallback(base + s, buf[s:]) from None
+                continue
+            nxt = m.start(1)
+            yield value, base + s, base + nxt
+            s = nxt
+            if stop is not None and base + s >= stop:
+                return
+            break
+
+
+class ArrayItems:
+    """Iterator over the elements of a stream holding one JSON array, like
+    `ijson.items(stream, "item", use_float=True)`; `offset` is the byte offset of the current
+    element (near it once ijson has taken over)."""
+
+    def __init__(self, read: Callable[[int], bytes]) -> None:
+        self._read = read
+        self.offset = 0
+        self._given = 0  # bytes handed to ijson after a fallback
+        self._ijson_base: int | None = None
+        self._it = self._items()
+
+    def __iter__(self) -> "ArrayItems":
+        return self
+
+    def __next__(self) -> object:
+        return next(self._it)
+
+    def _items(self) -> Iterator[object]:
+        head = self._read(CHUNK)
+        at = len(head) - len(head.lstrip(WHITESPACE))
+        key = None
+        if head[at:at + 1] == b"[":
+            at += 1
+            key = first_key(head, at)
+        if key is None:  # not an array of objects, or an odd first element: ijson reads it all
+            yield from self._ijson(0, head, b"")
+            return
+        at += len(head[at:]) - len(head[at:].lstrip(WHITESPACE))
+        pending = [head[at:]]
+
+        def read(n: int) -> bytes:
+            return pending.pop() if pending else self._read(n)
+
+        try:
+            for value, start, _ in elements(read, at, separator(key), decode):
+                self.offset = start
+                yield value
+        except Fallback as fb:
+            yield from self._ijson(fb.start, fb.pending, b"[")
+
+    def _ijson(self, start: int, pending: bytes, prefix: bytes) -> Iterator[object]:
+        """The rest of the stream, from `start` (an element start, or the stream start with
+        no prefix), parsed by ijson exactly as a plain conversion would."""
+        parts = [pending, prefix] if prefix else [pending]
+        self._ijson_base = start - len(prefix)
+
+        class Rest:
+            def read(_, n: int) -> bytes:
+                if n == 0:  # ijson probes the stream type with read(0)
+                    return b""
+                data = parts.pop() if parts else self._read(n)
+                self._given += len(data)
+                self.offset = self._ijson_base + self._given
+                return data
+
+        yield from ijson.items(Rest(), "item", use_float=True)
