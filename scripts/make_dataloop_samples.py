@@ -120,6 +120,9 @@ def image_item() -> dict:
             description="a type this reader does not know", labelSuggestions={"thing": 0.9}),
     ]
     annotations[1]["attributes"] = None  # v1 null next to a v2 dict
+    annotations[1]["creator"] = "pipeline-7"  # not every creator is an email
+    annotations[16]["createdAt"] = "2024-03-01T12:00:00Z"  # no milliseconds: kept in extra too
+    del annotations[16]["updatedBy"]
     annotations[13]["metadata"]["user"] = {"model": {"confidence": 0.87, "name": "captioner",
                                                      "model_id": "m-42"}}
     return item(iid, "/street/rainy_day.jpg", {

@@ -205,6 +205,7 @@ def check_items(tables: dict, sources: list[tuple[str, int, dict]], container: s
         assert (row["completed_by"], row["updated_by"], row["origin"], row["automated"]) == (
             a.get("creator"), a.get("updatedBy"), a.get("source"), system.get("automated"))
         assert (row["created_at"], row["updated_at"]) == (ts(a.get("createdAt")), ts(a.get("updatedAt")))
+        assert row["completed_by_email"] == (a["creator"] if "@" in a.get("creator", "") else None)
         assert res["region_id"] == system.get("objectId", aid)
         assert (res["type"], res["labels"], res["parent_id"]) == (a["type"], [a["label"]], system.get("parentId"))
         assert (json.loads(res["value"]) if res["value"] is not None else "absent") == a.get(
@@ -336,6 +337,30 @@ def test_item_that_starts_with_its_annotations(converted, tmp_path):
     path.write_text(json.dumps({"annotations": item["annotations"],
                                 **{k: v for k, v in item.items() if k != "annotations"}}))
     check_items(converted(path), [(str(path), 0, item)], "object")
+
+
+@pytest.mark.parametrize("where, fps", [("metadata", 24), ("system", 30), ("ffmpeg", 30000 / 1001),
+                                        ("none", None)])
+def test_video_fps_sources_and_keyframe_times(converted, tmp_path, where, fps):
+    """fps: metadata.fps, else metadata.system.fps, else ffmpeg avg_frame_rate (FORMATS.md B5)."""
+    _, video = folder_items(EXPORT / "json" / "clips")[0]
+    meta = video["metadata"]
+    del meta["fps"], meta["system"]["fps"], meta["system"]["ffmpeg"]["avg_frame_rate"]
+    if where == "metadata":
+        meta["fps"], meta["system"]["fps"] = 24, 50
+    elif where == "system":
+        meta["system"]["fps"] = 30
+    elif where == "ffmpeg":
+        meta["system"]["ffmpeg"]["avg_frame_rate"] = "30000/1001"
+    path = tmp_path / "video.json"
+    path.write_text(json.dumps(video))
+    tables = converted(path)
+    assert tables["tasks"].column("fps").to_pylist() == [fps]
+    frames = [s["frame"] for a in video["annotations"] if "snapshots_" in system_of(a)
+              for s in [system_of(a)] + system_of(a)["snapshots_"]]
+    times = [r["time"] for r in tables["keyframes"].to_pylist()]
+    assert sorted(times, key=lambda t: t or 0) == sorted(
+        [f / fps if fps else None for f in frames], key=lambda t: t or 0)
 
 
 def test_text_classification_elements(converted):

@@ -28,7 +28,8 @@ Annotation (one `annotations` row + one `results` row; every key lands in exactl
       '~<task_id>/a<position>'); creator -> completed_by; updatedBy -> updated_by;
       source -> origin; createdAt, updatedAt -> created_at, updated_at; every key not named
       here or under the results row (datasetId, itemId, url, item, dataset, hash, unknown
-      keys) -> annotations.extra.  `automated` copies metadata.system.automated.
+      keys) -> annotations.extra.  `automated` copies metadata.system.automated and
+      completed_by_email copies `creator` when it is an email (as Label Studio's column).
   results row (position 0, kind 'annotation'): type -> type; label -> labels = [label];
       coordinates -> `value` JSON, whole (absent -> NULL); attributes, metadata, description,
       labelSuggestions -> results.extra (`metadata` whole, except that `system.snapshots_` is
@@ -298,6 +299,9 @@ class Dataloop:
         c["position"][i] = p
         c["form"][i] = "object"
         _fill(ann, ANNOTATION_PLAIN, c, i, extra)
+        creator = c["completed_by"].get(i)
+        if creator is not None and "@" in creator:  # Dataloop users are emails
+            c["completed_by_email"][i] = creator
         _ts(ann, "createdAt", c["created_at"], i, extra)
         _ts(ann, "updatedAt", c["updated_at"], i, extra)
         md = ann.get("metadata")
