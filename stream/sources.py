@@ -11,6 +11,7 @@ import lzma
 import os
 import sys
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable, Iterator
@@ -166,7 +167,8 @@ class _Guard:
     def read(self, n: int = -1) -> bytes:
         try:
             return self._s.read(n)
-        except (OSError, EOFError, lzma.LZMAError, pa.ArrowException) as exc:
+        except (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile,
+                pa.ArrowException) as exc:
             raise InputError(self._name, f"corrupt or truncated {self._codec} data: {exc}") from exc
 
     def close(self) -> None:
@@ -185,7 +187,10 @@ def _safe_member(zip_name: str, member: str) -> str:
 
 
 def _zip_sources(path: Path, name: str, given: str) -> Iterator[Source]:
-    zf = zipfile.ZipFile(path)
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(name, f"corrupt or truncated zip file: {exc}") from exc
     infos = [i for i in zf.infolist() if not i.is_dir()]
     for info in infos:  # refuse the whole archive before reading any member
         _safe_member(name, info.filename)
@@ -193,8 +198,10 @@ def _zip_sources(path: Path, name: str, given: str) -> Iterator[Source]:
         member = _safe_member(name, info.filename)
         if PurePosixPath(member).name.startswith(".") or member.startswith("__MACOSX/"):
             continue
-        yield Source(f"{name}/{member}", info.file_size,
-                     lambda info=info: zf.open(info), given, explicit=False)
+        full = f"{name}/{member}"
+        yield Source(full, info.file_size,  # a bad CRC or deflate stream names the member
+                     lambda info=info, full=full: _Guard(zf.open(info), full, "zip"), given,
+                     explicit=False)
 
 
 def is_zip(path: Path) -> bool:

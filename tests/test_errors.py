@@ -1,0 +1,299 @@
+"""Bad input: one clear line naming file, task and byte, exit code 2, and no output left behind.
+
+Each bad file is built from real sample tasks with one defect at a known task, so the task
+position the error must name is known from the construction, not from the converter.
+"""
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import lzma
+import re
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLES, read_tables, run_cli
+
+from stream import convert
+from stream.errors import InputError
+from stream.tables import TABLES
+
+LS = SAMPLES / "labelstudio"
+TASKS = json.loads((LS / "image_regions.json").read_text(encoding="utf-8")) + \
+    json.loads((LS / "classification.json").read_text(encoding="utf-8"))
+BAD_AT = 1  # the defect sits in the second task of each bad array
+
+
+def array(tasks: list) -> bytes:
+    return json.dumps(tasks, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def task_start(tasks: list, k: int) -> int:
+    """Byte offset at which task k begins in `array(tasks)`: after '[' and k tasks with commas."""
+    return 1 + sum(len(array(t)) + 1 for t in tasks[:k])
+
+
+def with_bad_task(defect) -> bytes:
+    tasks = json.loads(json.dumps(TASKS))
+    defect(tasks[BAD_AT])
+    return array(tasks)
+
+
+def truncated() -> bytes:
+    data = array(TASKS)
+    start, end = task_start(TASKS, BAD_AT), task_start(TASKS, BAD_AT + 1)
+    return data[:(start + end) // 2]
+
+
+def invalid_utf8() -> bytes:
+    data = array(TASKS)
+    at = data.index(b'"Truck"', task_start(TASKS, BAD_AT))  # a label of task 1
+    return data[:at + 1] + b"\xff\xfe" + data[at + 3:]
+
+
+def set_key(key, value):
+    return lambda t: t.__setitem__(key, value)
+
+
+def result_is_a_number(t):
+    t["annotations"][1]["result"][1] = 7
+
+
+def annotation_is_a_list(t):
+    t["annotations"][0] = [1, 2]
+
+
+# name -> (file bytes, task position the message must name or None, words it must contain)
+BAD = {
+    "truncated": (truncated(), BAD_AT, "truncated JSON"),
+    "invalid_utf8": (invalid_utf8(), BAD_AT, "invalid UTF-8"),
+    "scalar_root": (b"42\n", None, "not a JSON export"),
+    "string_root": (b'"tasks.json"', None, "not a JSON export"),
+    "empty": (b"", None, "not a JSON export: it is empty"),
+    "not_json": (b"id,image\n1,a.jpg\n", None, "not a JSON export"),
+    "array_of_numbers": (b"[1, 2, 3]", 0, "expected a task object, got a number"),
+    "array_of_arrays": (array([TASKS[0], [TASKS[1]]]), BAD_AT, "expected a task object, got an array"),
+    "object_without_data": (b'{"title": "My project", "label_config": "<View/>"}', 0, "no 'data' key"),
+    "annotations_string": (with_bad_task(set_key("annotations", "none yet")), BAD_AT,
+                           "'annotations' is a string, expected a list"),
+    "predictions_object": (with_bad_task(set_key("predictions", {"id": 4})), BAD_AT,
+                           "'predictions' is an object, expected a list"),
+    "result_number": (with_bad_task(result_is_a_number), BAD_AT, "result 1 is a number"),
+    "annotation_array": (with_bad_task(annotation_is_a_list), BAD_AT, "annotation 0 is an array"),
+    "garbage_after_task": (array(TASKS[:1])[:-1] + b",}", BAD_AT, "invalid JSON"),
+    "corrupt_gzip": (lambda: corrupt(gzip.compress(array(TASKS))), None, "corrupt or truncated gzip"),
+    "truncated_gzip": (lambda: gzip.compress(array(TASKS))[:-12], None, "corrupt or truncated gzip"),
+    "truncated_bz2": (lambda: bz2.compress(array(TASKS))[:-40], None, "corrupt or truncated bz2"),
+    "truncated_xz": (lambda: lzma.compress(array(TASKS))[:-40], None, "corrupt or truncated xz"),
+}
+
+
+def corrupt(data: bytes) -> bytes:
+    """Flip bytes in the middle of a compressed stream."""
+    mid = len(data) // 2
+    return data[:mid] + bytes(b ^ 0x5A for b in data[mid:mid + 64]) + data[mid + 64:]
+
+
+def bad_file(tmp_path: Path, name: str) -> Path:
+    data = BAD[name][0]
+    path = tmp_path / f"{name}.json"  # every bad file is named .json: the content decides
+    path.write_bytes(data() if callable(data) else data)
+    return path
+
+
+def leftovers(out: Path) -> list[str]:
+    """Everything under the output folder (hidden staging folders and temp files included)."""
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) if out.exists() else []
+
+
+def check_one_line(stderr: bytes, path: Path, position: int | None, words: str) -> str:
+    err = stderr.decode()
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    line = lines[0]
+    assert line.startswith(f"error: {path}"), line
+    assert words in line, line
+    if position is not None:
+        assert f": task {position} " in line, line
+        offset = int(re.search(r"near byte (\d+)", line).group(1))
+        assert 0 <= offset <= path.stat().st_size
+    return line
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_bad_input_cli(tmp_path, name):
+    path = bad_file(tmp_path, name)
+    out = tmp_path / "out"
+    r = run_cli("convert", str(path), "-o", str(out))
+    assert r.returncode == 2, r.stderr.decode()
+    check_one_line(r.stderr, path, BAD[name][1], BAD[name][2])
+    assert leftovers(out) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name] + (["out"] if out.exists() else []))
+
+
+@pytest.mark.parametrize("name", ["truncated", "invalid_utf8", "result_number", "annotations_string"])
+def test_bad_input_api_names_file_task_and_offset(tmp_path, name):
+    path = bad_file(tmp_path, name)
+    with pytest.raises(InputError) as info:
+        convert([str(path)], tmp_path / "out")
+    err = info.value
+    assert (err.file, err.position) == (str(path), BAD_AT)
+    assert task_start(TASKS, BAD_AT) <= err.offset <= path.stat().st_size, (
+        f"the byte offset must point into task {BAD_AT}: {err}")
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_error_in_a_later_input_leaves_nothing(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_bytes(array(TASKS))
+    path = bad_file(tmp_path, "truncated")
+    r = run_cli("convert", str(good), str(path), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2
+    check_one_line(r.stderr, path, BAD_AT, "truncated JSON")
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_truncated_gzip_after_the_first_chunk_names_a_task(tmp_path):
+    tasks = [dict(TASKS[0], id=i) for i in range(80)]
+    data = array(tasks)
+    z = gzip.compress(data)[: len(gzip.compress(data)) * 3 // 4]
+    path = tmp_path / "export.json.gz"
+    path.write_bytes(z)
+    readable = zlib.decompressobj(31).decompress(z)  # what can be decoded before the cut
+    complete = readable.count(b',"data":')  # tasks that began in the readable part
+    r = run_cli("convert", str(path), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2
+    line = check_one_line(r.stderr, path, None, "corrupt or truncated gzip")
+    task = int(re.search(r": task (\d+) ", line).group(1))
+    offset = int(re.search(r"near byte (\d+)", line).group(1))
+    assert 0 < task <= complete and 0 < offset <= len(readable)
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_corrupt_zip_member_and_corrupt_zip(tmp_path):
+    member = array(TASKS)
+    stored = tmp_path / "export.zip"
+    with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("tasks/all.json", member)
+    data = stored.read_bytes()
+    at = data.index(b'"Truck"')
+    bad_crc = tmp_path / "bad_crc.zip"
+    bad_crc.write_bytes(data[:at + 1] + b"t" + data[at + 2:])  # same length, wrong CRC
+    r = run_cli("convert", str(bad_crc), "-o", str(tmp_path / "out1"))
+    assert r.returncode == 2
+    check_one_line(r.stderr, Path(f"{bad_crc}/tasks/all.json"), None, "corrupt or truncated zip")
+    assert leftovers(tmp_path / "out1") == []
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(data[: len(data) // 2])  # starts like a zip, has no central directory
+    r = run_cli("convert", str(cut), "-o", str(tmp_path / "out2"))
+    assert r.returncode == 2
+    check_one_line(r.stderr, cut, None, "corrupt or truncated zip file")
+    assert leftovers(tmp_path / "out2") == []
+
+
+def test_missing_input(tmp_path):
+    r = run_cli("convert", str(tmp_path / "nope.json"), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2
+    check_one_line(r.stderr, tmp_path / "nope.json", None, "no such file or folder")
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    path = bad_file(tmp_path, "truncated")
+    r = run_cli("--debug", "convert", str(path), "-o", str(tmp_path / "out"))
+    assert r.returncode != 0 and "Traceback" in r.stderr.decode()
+
+
+# -- --on-error skip --------------------------------------------------------------------------
+def mixed_tasks() -> tuple[list, set[int]]:
+    """Good sample tasks with bad ones between them; returns the tasks and the bad positions."""
+    tasks = json.loads(json.dumps(TASKS))
+    bad1 = json.loads(json.dumps(TASKS[BAD_AT]))
+    result_is_a_number(bad1)
+    bad2 = dict(TASKS[1], annotations="none yet")
+    mixed = [tasks[0], bad1, tasks[1], tasks[2], bad2, 17, tasks[3]]
+    return mixed, {1, 4, 5}
+
+
+def count_children(tasks: list) -> dict[str, int]:
+    n = {t: 0 for t in TABLES}
+    for t in tasks:
+        n["tasks"] += 1
+        for key in ("annotations", "predictions", "drafts"):
+            for a in t.get(key) or []:
+                n["annotations"] += 1
+                for r in (a.get("result") or []) if isinstance(a, dict) else []:
+                    n["relations" if r["type"] == "relation" else "results"] += 1
+    return n
+
+
+@pytest.mark.parametrize("via", ["api", "cli"])
+def test_on_error_skip_converts_the_good_tasks(tmp_path, via):
+    tasks, bad = mixed_tasks()
+    path = tmp_path / "mixed.json"
+    path.write_bytes(array(tasks))
+    out = tmp_path / "out"
+    if via == "api":
+        manifest = convert([str(path)], out, on_error="skip")
+    else:
+        r = run_cli("convert", str(path), "-o", str(out), "--on-error", "skip")
+        assert r.returncode == 0, r.stderr.decode()
+        err = r.stderr.decode()
+        for p in sorted(bad):
+            assert f"{path}: task {p} skipped" in err
+        assert f"skipped {len(bad)} bad task(s)" in err
+        manifest = json.loads((out / "_manifest.json").read_text())
+    good = [t for i, t in enumerate(tasks) if i not in bad]
+    tables = read_tables(out)
+    assert {t: tables[t].num_rows for t in TABLES} == count_children(good)
+    assert tables["tasks"]["task_id"].to_pylist() == [str(t["id"]) for t in good]
+    assert tables["tasks"]["position"].to_pylist() == [i for i in range(len(tasks)) if i not in bad]
+    assert manifest["skipped_tasks"] == len(bad)
+    skipped = manifest["runs"][-1]["skipped_tasks"]
+    assert [(s["file"], s["position"]) for s in skipped] == [(str(path), p) for p in sorted(bad)]
+    assert all(s["error"] for s in skipped)
+    assert manifest["inputs"][0]["tasks"] == len(good)
+    assert manifest["rows"] == {t: tables[t].num_rows for t in TABLES}
+
+
+def test_on_error_skip_still_fails_on_broken_json(tmp_path):
+    path = bad_file(tmp_path, "truncated")
+    r = run_cli("convert", str(path), "-o", str(tmp_path / "out"), "--on-error", "skip")
+    assert r.returncode == 2
+    check_one_line(r.stderr, path, BAD_AT, "truncated JSON")
+    assert leftovers(tmp_path / "out") == []
+
+
+# -- a failed run never touches the previous conversion ----------------------------------------
+def snapshot(out: Path) -> dict[str, bytes]:
+    return {p: (out / p).read_bytes() for p in leftovers(out) if (out / p).is_file()}
+
+
+@pytest.mark.parametrize("flag", ["--overwrite", "--append"])
+def test_failed_overwrite_or_append_keeps_the_previous_conversion(tmp_path, flag):
+    good = tmp_path / "good.json"
+    good.write_bytes(array(TASKS))
+    out = tmp_path / "out"
+    convert([str(good)], out)
+    before = snapshot(out)
+    expected = read_tables(out)
+    for name in ("truncated", "corrupt_gzip", "annotations_string"):
+        path = bad_file(tmp_path, name)
+        r = run_cli("convert", str(good), str(path), "-o", str(out), flag)
+        assert r.returncode == 2, r.stderr.decode()
+        assert snapshot(out) == before  # same files, same bytes, no staging folder
+        after = read_tables(out)
+        assert all(after[t].equals(expected[t]) for t in TABLES)
+
+
+def test_a_failed_run_in_a_fresh_folder_leaves_no_table_folders(tmp_path):
+    path = bad_file(tmp_path, "result_number")
+    out = tmp_path / "out"
+    with pytest.raises(InputError):
+        convert([str(path)], out, batch_rows=1)  # parts were flushed before the bad task
+    assert leftovers(out) == []
+    assert not (out / "_manifest.json").exists() and not any((out / t).exists() for t in TABLES)
