@@ -124,7 +124,7 @@ FRAMES = View(
     "One row per (track, frame) where the object is visible, expanded from keyframes.",
     """
     WITH tracks AS (  -- DISTINCT ON: an annotation converted twice stays one track
-        SELECT DISTINCT ON (source, kind, annotation_id, position)
+        SELECT DISTINCT ON (source, task_id, kind, annotation_id, region_id, position)
                source, task_id, kind, annotation_id, region_id, position AS result_position, unit,
                CASE WHEN source = 'labelstudio'
                     THEN coalesce(TRY_CAST(json_extract_string(value, '$.framesCount') AS BIGINT),
@@ -159,8 +159,10 @@ FRAMES = View(
                lead(k.rotation) OVER w AS next_rotation
         FROM keyframes k
         WHERE k.frame IS NOT NULL
-        WINDOW w AS (PARTITION BY k.source, k.kind, k.annotation_id, k.result_position
-                     ORDER BY k.frame, k.position)
+        -- task_id and region_id are constant per track: partitioning on them lets filters
+        -- on them reach the Parquet scan
+        WINDOW w AS (PARTITION BY k.source, k.task_id, k.kind, k.annotation_id, k.region_id,
+                                  k.result_position ORDER BY k.frame, k.position)
     ),
     spans AS (
         SELECT a.*, t.labels AS track_labels, t.unit AS track_unit, t.last_frame, t.duration,
@@ -177,7 +179,8 @@ FRAMES = View(
                     ELSE least(coalesce(a.next_frame - 1, t.last_frame),
                                coalesce(t.last_frame, a.frame)) END AS span_end
         FROM anchors a
-        LEFT JOIN track_info t USING (source, kind, annotation_id, result_position)
+        LEFT JOIN track_info t
+            USING (source, task_id, kind, annotation_id, region_id, result_position)
     ),
     expanded AS (
         SELECT *, unnest(generate_series(frame, span_end)) AS at_frame FROM spans
