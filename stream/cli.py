@@ -255,9 +255,11 @@ def lake_vacuum(lake_uri: str, keep: str, dry_run: bool, wait: float) -> None:
                               "work in subqueries.")
 @click.option("--file", "files", multiple=True,
               help="Only this input (tasks.file, or a folder or zip it came from); repeatable.")
-@click.option("--format", "fmt", type=click.Choice(["auto", "labelstudio"]), default="auto",
-              show_default=True,
-              help="auto: each input in its own shape; labelstudio: NER model files as task arrays.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "labelstudio", "dataloop"]),
+              default="auto", show_default=True,
+              help="auto: each input in its own shape; labelstudio: Label Studio inputs only, NER "
+                   "model files as task arrays; dataloop: Dataloop items only, one JSON per item "
+                   "(<filename>.json) under the -o folder.")
 @click.option("--as-predictions", is_flag=True,
               help="Label Studio import shape: data + the annotations as predictions, one file.")
 @click.option("--model-version", help="model_version of the predictions (--as-predictions).")
@@ -273,6 +275,7 @@ def export_command(folder: str, output: str, where: str | None, files: tuple[str
       annostream export out/ --where "task_id IN (SELECT task_id FROM results
           WHERE type = 'labels' AND list_contains(labels, 'PER'))" -o subset.json
       annostream export out/ --as-predictions --model-version v3 -o import_me.json
+      annostream export out/ --format dataloop -o items/
     """
     from .export import export
 

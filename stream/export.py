@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import AnnostreamError
+from .formats import dataloop as dl
 from .formats import labelstudio as ls
 from .formats.common import ABSENT, LISTED, dumps, restore_id, restore_ts
 from .query import connect, sql_error
@@ -54,7 +55,7 @@ BATCH_ROWS = 2048
 INF = float("inf")
 KIND_ORDER = {"annotation": 0, "prediction": 1, "draft": 2}
 KIND_LIST = {"prediction": "predictions", "draft": "drafts"}
-FORMATS = ("auto", "labelstudio")
+FORMATS = ("auto", "labelstudio", "dataloop")
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -129,7 +130,10 @@ def _ann_order(r: dict) -> tuple:
 
 
 def _has_lists(row: dict) -> bool:
-    return bool(row.get("list_keys")) or row.get("form") == "storage-annotation"
+    """Whether child rows may follow (an empty list or a bare id has none; a Dataloop
+    annotation always has its one result row)."""
+    return (bool(row.get("list_keys")) or row.get("form") == "storage-annotation"
+            or (row["source"] == "dataloop" and "kind" in row))
 
 
 def walk(folder: Path, batch_rows: int = BATCH_ROWS,
@@ -188,10 +192,14 @@ def _plain(obj: dict, row: dict, plain: tuple) -> None:
             obj[key] = v
 
 
-def _ts(obj: dict, row: dict, *keys: str) -> None:
-    for key in keys:
-        if row.get(key) is not None:
-            obj[key] = restore_ts(row[key], ls.TS_DIGITS)
+LS_TIMES = (("created_at", "created_at"), ("updated_at", "updated_at"))
+DL_TIMES = (("createdAt", "created_at"), ("updatedAt", "updated_at"))
+
+
+def _ts(obj: dict, row: dict, keys: tuple, digits: int) -> None:
+    for key, col in keys:
+        if row.get(col) is not None:
+            obj[key] = restore_ts(row[col], digits)
 
 
 def _finish(obj: dict, row: dict) -> dict:
@@ -216,7 +224,7 @@ def ls_task(task: Task) -> Any:
     for key in ("data", "meta"):
         if t.get(key) is not None:
             obj[key] = json.loads(t[key])
-    _ts(obj, t, "created_at", "updated_at")
+    _ts(obj, t, LS_TIMES, ls.TS_DIGITS)
     _plain(obj, t, ls.TASK_PLAIN)
     lists: dict[str, list] = {k: [] for k in t.get("list_keys") or ()}
     storage = None
@@ -258,7 +266,7 @@ def ls_annotation(a: Annotation) -> Any:
     for key in ("completed_by", "updated_by"):
         if r.get(key) is not None:
             obj[key] = restore_id(r[key], True)
-    _ts(obj, r, "created_at", "updated_at")
+    _ts(obj, r, LS_TIMES, ls.TS_DIGITS)
     _plain(obj, r, ls.ANNOTATION_PLAIN)
     if "result" in (r.get("list_keys") or ()):
         obj["result"] = _result_list(a)
@@ -301,6 +309,52 @@ def _relation(r: dict) -> dict:
     if r.get("labels") is not None:
         obj["labels"] = r["labels"]
     return _finish(obj, r)
+
+
+# -- Dataloop objects (the key mapping is the docstring of stream/formats/dataloop.py) -------
+
+def dl_item(task: Task) -> dict:
+    t = task.row
+    obj: dict = {"id": t["task_id"]}
+    if t.get("project_id") is not None:
+        obj["datasetId"] = t["project_id"]
+    obj.update(json.loads(t["data"]))
+    if t.get("meta") is not None:
+        obj["metadata"] = json.loads(t["meta"])
+    _ts(obj, t, DL_TIMES, dl.TS_DIGITS)
+    if "annotations" in (t.get("list_keys") or ()):
+        if [a.row["position"] for a in task.annotations] != list(range(len(task.annotations))):
+            raise AnnostreamError(f"item {t['task_id']!r}: annotation positions have gaps")
+        obj["annotations"] = [dl_annotation(a) for a in task.annotations]
+    return _finish(obj, t)
+
+
+def dl_annotation(a: Annotation) -> dict:
+    """The annotation from its annotations row and its one results row (and the snapshots of
+    a video track from keyframes 1..; keyframe 0 is derived from the annotation itself)."""
+    r = a.row
+    if len(a.results) != 1:
+        raise AnnostreamError(f"annotation {r['annotation_id']!r}: {len(a.results)} result rows")
+    res = a.results[0]
+    obj: dict = {"id": r["annotation_id"]}
+    _plain(obj, r, dl.ANNOTATION_PLAIN)
+    _ts(obj, r, DL_TIMES, dl.TS_DIGITS)
+    if res.get("type") is not None:
+        obj["type"] = res["type"]
+    if res.get("labels") is not None:
+        obj["label"] = res["labels"][0]
+    if res.get("value") is not None:
+        obj["coordinates"] = json.loads(res["value"])
+    obj.update(_x(res))
+    if a.keyframes:
+        obj["metadata"]["system"]["snapshots_"] = [
+            _finish(_plain_obj(k, dl.SNAPSHOT_PLAIN), k) for k in a.keyframes if k["position"]]
+    return _finish(obj, r)
+
+
+def dl_element(task: Task) -> tuple[dict, Any]:
+    """(the text-classification document's other keys, this element)."""
+    return json.loads(task.row["meta"]), json.loads(task.row["data"])
 
 
 def as_prediction(task: Task, model_version: str | None) -> dict:
@@ -374,6 +428,36 @@ class _Objects(_Array):
         self.f.close()
 
 
+class _Wrapper(_Array):
+    """The Dataloop docs' `{"annotations": [items]}`."""
+
+    def add(self, obj: Any) -> None:
+        self.f.write((",\n" if self.n else '{"annotations": [\n').encode() + dumps(obj).encode())
+        self.n += 1
+
+    def close(self) -> None:
+        self.f.write(b"\n]}\n" if self.n else b'{"annotations": []}\n')
+        self.f.close()
+
+
+class _Elements(_Array):
+    """A Dataloop text-classification JSON: the document's keys, then `elements`."""
+
+    def add(self, obj: Any) -> None:
+        doc, element = obj
+        if not self.n:
+            head = dumps(doc)[:-1] + ("," if doc else "")
+            self.f.write((head + '"elements":[\n').encode())
+        else:
+            self.f.write(b",\n")
+        self.f.write(dumps(element).encode())
+        self.n += 1
+
+    def close(self) -> None:
+        self.f.write(b"]}\n" if self.n else b'{"elements":[]}\n')
+        self.f.close()
+
+
 class _Ner:
     """FORMATS.md part C, `[{doc: spans}, {doc: text}]`: the spans object is written as tasks
     come, the texts object to a side file appended at the end (both streamed)."""
@@ -406,7 +490,8 @@ class _Ner:
         self.f.close()
 
 
-CONTAINERS = {"array": _Array, "object": _Objects, "ner": _Ner}
+CONTAINERS = {"array": _Array, "object": _Objects, "ner": _Ner, "wrapper": _Wrapper,
+              "elements": _Elements}
 
 
 class _Stage:
@@ -459,7 +544,7 @@ class ExportSummary:
     outputs: list[Path]
 
 
-def _selection(where: str | None, files: Sequence[str]) -> tuple[str, list]:
+def _selection(where: str | None, files: Sequence[str], source: str | None) -> tuple[str, list]:
     """The SQL predicate on tasks and its parameters ('true': everything)."""
     preds, params = [], []
     if where:
@@ -468,6 +553,9 @@ def _selection(where: str | None, files: Sequence[str]) -> tuple[str, list]:
         preds.append("(" + " OR ".join("file = ? OR starts_with(file, ?)" for _ in files) + ")")
         for f in files:
             params += [f, f.rstrip("/") + "/"]
+    if source:
+        preds.append("source = ?")
+        params.append(source)
     return (" AND ".join(preds) or "true"), params
 
 
@@ -488,8 +576,11 @@ def export(folder: str | os.PathLike, output: str | os.PathLike, *, where: str |
            model_version: str | None = None, batch_rows: int = BATCH_ROWS) -> ExportSummary:
     """Rebuild the exports held in the converted `folder`.
 
+    fmt 'auto': every input in its own shape; 'labelstudio': only Label Studio tasks, NER
+    model files as task arrays; 'dataloop': only Dataloop items, one JSON file per item named
+    after its `filename` + '.json' (as Dataloop's per-item export writes them).
     One input file selected and `output` not a folder (existing, or ending in '/'): `output`
-    is that file. Several: `output` is a folder mirroring the input names below their common
+    is that file; otherwise `output` is a folder mirroring the input names below their common
     folder. `as_predictions`: one JSON array file in Label Studio's import shape.
     """
     if fmt not in FORMATS:
@@ -497,7 +588,8 @@ def export(folder: str | os.PathLike, output: str | os.PathLike, *, where: str |
     root = Path(folder).resolve()
     out = Path(output)
     con = connect(root)
-    pred, params = _selection(where, files)
+    source = "labelstudio" if as_predictions else None if fmt == "auto" else fmt
+    pred, params = _selection(where, files, source)
     try:
         n_files, lo, hi, n_tasks = con.sql(
             f"SELECT count(DISTINCT file), min(file), max(file), count(*) FROM tasks WHERE {pred}",
@@ -508,16 +600,15 @@ def export(folder: str | os.PathLike, output: str | os.PathLike, *, where: str |
         raise AnnostreamError(f"{folder}: no task " + ("matches the selection" if pred != "true"
                                                        else "to export"))
     as_dir = str(output).endswith(("/", os.sep)) or out.is_dir()
-    single = as_predictions or (n_files == 1 and not as_dir)
+    single = as_predictions or (n_files == 1 and not as_dir and fmt != "dataloop")
     if single and out.is_dir():
         raise AnnostreamError(f"{out} is a folder; name the output file")
     stage = _Stage(out.parent if single else out)
     try:
         parts = sorted(str(p) for p in (root / "tasks").glob("*.parquet"))
         chosen = None if pred == "true" else _selected_rows(con, parts, pred, params)
-        prefix = _common_dir(lo, hi)
-        written = _write(walk(root, batch_rows, chosen), stage, single, out, prefix, fmt,
-                         as_predictions, model_version)
+        target = _Targets(stage, out.name if single else None, _common_dir(lo, hi), fmt)
+        written = _write(walk(root, batch_rows, chosen), target, as_predictions, model_version)
         outputs = stage.commit(out if single else None)
     except BaseException:
         stage.abort()
@@ -527,41 +618,72 @@ def export(folder: str | os.PathLike, output: str | os.PathLike, *, where: str |
     return ExportSummary(written, outputs)
 
 
-def _write(tasks: Iterator[Task], stage: _Stage, single: bool, out: Path, prefix: str,
-           fmt: str, as_predictions: bool, model_version: str | None) -> int:
+class _Targets:
+    """Which output file each task goes to, opening and closing writers as the input changes."""
+
+    def __init__(self, stage: _Stage, single: str | None, prefix: str, fmt: str) -> None:
+        self.stage, self.single, self.prefix, self.fmt = stage, single, prefix, fmt
+        self.current: tuple[str, Any] | None = None  # (output key, writer)
+        self.seen: set[str] = set()
+
+    def writer(self, t: dict) -> Any:
+        if self.fmt == "dataloop":
+            key, container = self._item_name(t), "object"
+        else:
+            key, container = t["file"], t["container"]
+            if self.fmt == "labelstudio" and container == "ner":
+                container = "array"
+        if self.current is not None and self.current[0] == key:
+            return self.current[1]
+        self.close()
+        if key in self.seen:
+            raise AnnostreamError(f"{key} was converted more than once (--append); select one "
+                                  "copy with --where")
+        self.seen.add(key)
+        rel = self.single or (key if self.fmt == "dataloop" else _relative(key, self.prefix))
+        self.current = (key, CONTAINERS.get(container, _Array)(self.stage.path(rel)))
+        return self.current[1]
+
+    def _item_name(self, t: dict) -> str:
+        """`<filename>.json` as Dataloop's per-item export names it; the id where two collide."""
+        name = json.loads(t["data"]).get("filename")
+        stem = name.lstrip("/") if type(name) is str and name.strip("/") else t["task_id"]
+        rel = _relative(stem + ".json", "")
+        if rel in self.seen:
+            rel = _relative(f"{stem}.{t['task_id'].replace('/', '_')}.json", "")
+        return rel
+
+    def close(self) -> None:
+        if self.current is not None:
+            writer, self.current = self.current[1], None
+            writer.close()
+
+
+def _rebuild(task: Task) -> Any:
+    t = task.row
+    if t["source"] == "labelstudio":
+        return ls_task(task)
+    if t["form"] in ("element", "context"):
+        return dl_element(task)
+    return dl_item(task)
+
+
+def _write(tasks: Iterator[Task], targets: _Targets, as_predictions: bool,
+           model_version: str | None) -> int:
     """Stream the selected tasks into their output files; returns the number written."""
-    current: tuple[str, Any] | None = None  # (input file, writer)
-    seen: set[str] = set()
     n = 0
     try:
         if as_predictions:
-            current = ("", _Array(stage.path(out.name)))
+            preds = _Array(targets.stage.path(targets.single or "predictions.json"))
+            targets.current = ("", preds)
         for task in tasks:
             if not task.selected:
                 continue
-            t = task.row
-            if t["source"] != "labelstudio":
-                raise AnnostreamError(f"{t['file']}: {t['source']} export is not supported yet")
             if as_predictions:
-                current[1].add(as_prediction(task, model_version))  # type: ignore[index]
-                n += 1
-                continue
-            if current is None or current[0] != t["file"]:
-                if current is not None:
-                    current[1].close()
-                    current = None
-                if t["file"] in seen:
-                    raise AnnostreamError(f"{t['file']} was converted more than once (--append); "
-                                          "select one copy with --where")
-                seen.add(t["file"])
-                container = t["container"]
-                if fmt == "labelstudio" and container == "ner":
-                    container = "array"
-                rel = out.name if single else _relative(t["file"], prefix)
-                current = (t["file"], CONTAINERS.get(container, _Array)(stage.path(rel)))
-            current[1].add(ls_task(task))
+                preds.add(as_prediction(task, model_version))
+            else:
+                targets.writer(task.row).add(_rebuild(task))
             n += 1
     finally:
-        if current is not None:
-            current[1].close()
+        targets.close()
     return n

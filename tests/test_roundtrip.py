@@ -274,16 +274,104 @@ def test_zip_of_exports(tmp_path):
         assert_same_file(path, names[name])
 
 
-def test_every_sample_file(tmp_path):
-    """sample_data/labelstudio converted in one run, rebuilt file by file under one folder."""
-    root = SAMPLES / "labelstudio"
+def originals_under(root: Path, tmp_path: Path) -> dict[str, Path]:
+    """Every input file below root by relative name, zip members extracted as `<zip>/<member>`;
+    a Dataloop V3 manifest is left out: it lists partition files and holds no item, so the
+    converter keeps nothing of it (logged as skipped)."""
+    found = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        if zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as zf:
+                for member in zf.namelist():
+                    if not member.endswith("/"):
+                        found[f"{rel}/{member}"] = Path(zf.extract(member, tmp_path / "unzipped" / rel))
+        elif not (p.name == "manifest.json" and "manifestVersion" in p.read_text()):
+            found[rel] = p
+    return found
+
+
+@pytest.mark.parametrize("platform", ["labelstudio", "dataloop"])
+def test_every_sample_file(tmp_path, platform):
+    """sample_data/<platform> converted in one run, rebuilt file by file under one folder."""
+    root = SAMPLES / platform
     rebuilt = roundtrip(tmp_path, root)
-    originals = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*"))
-                 if p.is_file() and not p.name.startswith(".")}
+    originals = originals_under(root, tmp_path)
     names = files_under(rebuilt)
     assert sorted(names) == sorted(originals)
     for rel, path in names.items():
         assert_same_file(originals[rel], path)
+
+
+def dataloop_items() -> list:
+    """Old and new Dataloop item shapes, a video track with snapshots, odd values."""
+    box = [{"x": 1, "y": 2.5, "z": 0}, {"x": 30, "y": 40, "z": 0}, 15]
+    return [
+        {"id": "64a0000000000000000000a1", "datasetId": "64a00000000000000000d001",
+         "createdAt": "2023-01-02T03:04:05.000Z", "updatedAt": "2023-01-02T03:04:05Z",
+         "dir": "/cats", "filename": "/cats/ü 1.jpg", "name": "ü 1.jpg", "type": "file",
+         "hidden": False, "annotated": "discarded", "annotationsCount": 3,
+         "metadata": {"system": {"mimetype": "image/jpeg", "width": 640, "height": 480},
+                      "user": {"deep": {"a": [1, {"b": None}]}}},
+         "annotations": [
+             {"id": "an1", "type": "box", "label": "cat", "attributes": ["Frontal"],
+              "coordinates": box, "creator": "a@b.c", "source": "ui", "hash": "ff",
+              "metadata": {"system": {"objectId": "1", "attributes": {"1": False}}, "user": {}},
+              "createdAt": "2023-01-02T03:04:05.123Z"},
+             {"_id": "an2", "type": "segment", "label": None, "attributes": None,
+              "coordinates": [[{"x": 1, "y": 1}, {"x": 5, "y": 1}, {"x": 3, "y": 4}]]},
+             {"type": "class", "label": "dog", "coordinates": [], "updatedBy": 7,
+              "labelSuggestions": {"dog": 0.9}, "unknown": {"k": [[]]}}]},
+        {"_id": "64a0000000000000000000a2", "filename": "/v.mp4", "itemMetadata": {
+            "fps": 25, "system": {"mimetype": "video/mp4", "fps": 25.0}},
+         "annotations": "https://api/items/a2/annotations"},
+        {"id": "64a0000000000000000000a3", "filename": "/clips/walk.mp4",
+         "metadata": {"fps": 30, "system": {"mimetype": "video/mp4", "duration": 2}},
+         "annotations": [
+             {"id": "t1", "type": "box", "label": "person", "coordinates": box[:2],
+              "metadata": {"system": {"frame": 0, "endFrame": 50, "objectId": "2",
+                                      "snapshots_": [
+                  {"frame": 1, "fixed": True, "objectVisible": True, "type": "box",
+                   "label": "person", "attributes": [], "data": box[:2]},
+                  {"frame": 9, "fixed": False, "objectVisible": False, "type": "LINEAR",
+                   "namedAttributes": {"x": 1}, "data": box, "description": None}]}}},
+             {"id": "t2", "type": "point", "coordinates": {"x": 3, "y": 4, "z": 0},
+              "metadata": {"system": {"frame": 3, "snapshots_": []}}},
+             {"id": "t3", "type": "subtitle", "coordinates": {"text": "Grüße 😀"},
+              "metadata": {"system": {"startTime": 0.5, "endTime": 1}}}]},
+        {"id": 17, "filename": "/n.txt", "metadata": None},
+    ]
+
+
+def test_dataloop_shapes(tmp_path):
+    items = dataloop_items()
+    array = write(tmp_path / "in" / "dataset.json", items)
+    ndjson = tmp_path / "in" / "part.ndjson.gz"
+    ndjson.write_bytes(gzip.compress("".join(json.dumps(i) + "\n" for i in items).encode()))
+    wrapper = write(tmp_path / "in" / "wrapper.json", {"annotations": items})
+    per_item = write(tmp_path / "in" / "json" / "clips" / "walk.mp4.json", items[2], pretty=True)
+    rebuilt = roundtrip(tmp_path, array, ndjson, wrapper, per_item)
+    names = files_under(rebuilt)
+    assert sorted(names) == ["dataset.json", "json/clips/walk.mp4.json", "part.ndjson.gz",
+                             "wrapper.json"]
+    for rel, path in names.items():
+        assert_same_file(tmp_path / "in" / rel, path)
+
+
+def test_dataloop_format_writes_one_file_per_item(tmp_path):
+    items = dataloop_items()
+    src = write(tmp_path / "in" / "dataset.json", items)
+    other = write(tmp_path / "in" / "ls.json", ner_tasks())  # left out: not Dataloop
+    out = tmp_path / "tables"
+    convert([str(src), str(other)], out)
+    export(out, tmp_path / "items", fmt="dataloop")
+    names = files_under(tmp_path / "items")
+    expected = {i["filename"].lstrip("/") + ".json": i for i in items}
+    assert sorted(names) == sorted(expected)
+    for rel, item in expected.items():
+        assert json_diff([item], json_values(names[rel])) is None, rel
 
 
 # -- selection, predictions, CLI ------------------------------------------------------------
