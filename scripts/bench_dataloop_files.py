@@ -1,14 +1,19 @@
-"""Per-file overhead of converting a folder of many small Dataloop item files.
+"""Dataloop conversion speed and peak memory: many small files, or one big NDJSON.
 
     .venv/bin/python scripts/bench_dataloop_files.py --files 10000 [--profile]
+    .venv/bin/python scripts/bench_dataloop_files.py --ndjson-mb 2000
 
-Writes N one-item JSON files (json/<dir>/<item>.json, as an unpacked export zip) into a temp
-folder, converts it in a child process and prints files/s and the child's peak RSS, so runs
-with different N show whether memory grows with the number of files.
+--files: N one-item JSON files (json/<dir>/<item>.json, as an unpacked export zip) in a temp
+folder; prints files/s (the per-file overhead) and the child's peak RSS, so runs with
+different N show whether memory grows with the number of files.
+--ndjson-mb: one gzip NDJSON partition of about that many MB (uncompressed) of the sample
+image and video items (the item id varied per line), written as a stream; prints MB/s and
+peak RSS, so runs at different sizes show whether memory grows with the export.
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import importlib.util
 import json
 import resource
@@ -46,6 +51,20 @@ def write_items(folder: Path, n: int) -> int:
     return size
 
 
+def write_ndjson(path: Path, mb: int) -> tuple[int, int]:
+    """About `mb` MB of item lines, gzip-compressed; returns (lines, uncompressed bytes)."""
+    templates = [json.dumps(t(), separators=(",", ":")) for t in (samples.image_item, samples.video_item)]
+    ids = [json.loads(t)["id"] for t in templates]
+    lines = size = 0
+    with gzip.open(path, "wt", compresslevel=1) as f:
+        while size < mb * 1_000_000:
+            k = lines % 2
+            line = templates[k].replace(ids[k], f"{lines:024x}") + "\n"
+            f.write(line)
+            lines, size = lines + 1, size + len(line)
+    return lines, size
+
+
 def run(folder: Path, out: Path, batch_rows: int, profile: bool) -> tuple[float, int, int]:
     cmd = [sys.executable, "-c", CHILD, str(folder), str(out), str(batch_rows)]
     if profile:
@@ -61,10 +80,19 @@ def run(folder: Path, out: Path, batch_rows: int, profile: bool) -> tuple[float,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--files", type=int, default=10000)
+    ap.add_argument("--ndjson-mb", type=int, help="bench one NDJSON partition of this size instead")
     ap.add_argument("--batch-rows", type=int, default=65536)
     ap.add_argument("--profile", action="store_true", help="print the child's top functions")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.ndjson_mb:
+            path = Path(tmp, "part-00000.ndjson.gz")
+            lines, size = write_ndjson(path, args.ndjson_mb)
+            seconds, rss_kb, tasks = run(path, Path(tmp, "out"), args.batch_rows, args.profile)
+            assert tasks == lines, (tasks, lines)
+            print(f"converted {lines:,} items, {size / 1e6:,.0f} MB ({path.stat().st_size / 1e6:,.0f} MB "
+                  f"gzip) in {seconds:.1f}s: {size / 1e6 / seconds:.1f} MB/s, peak RSS {rss_kb / 1024:.0f} MB")
+            return
         folder = Path(tmp, "export")
         t0 = time.perf_counter()
         size = write_items(folder, args.files)

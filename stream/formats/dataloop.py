@@ -66,6 +66,13 @@ every element is a tasks row, form 'element' when `annotatable` is true, else 'c
 (kept so nothing is lost; filter on form for the annotatable ones); data = the element
 object whole; meta = the document's other top-level keys (shebang, metadata, formatting);
 task_id = '~<file>#<position>'. The document is one item's content, held whole.
+
+A V3 export manifest (`manifestVersion`, `exportId`, `partitioning`; it has a `datasetId` too)
+is recognised by content and skipped with a log line: it lists the partition files and holds
+no items; the partitions are read like any NDJSON input (give the export folder).
+
+Rebuilding a file: container 'array' -> [items by position]; 'wrapper' -> {"annotations":
+[items]}; 'object' -> one item per file, or one NDJSON line per item in position order.
 """
 from __future__ import annotations
 
@@ -97,6 +104,7 @@ SNAPSHOT_KNOWN = frozenset(k for k, _, _ in SNAPSHOT_PLAIN)
 CUBE_CORNERS = ("front_tl", "front_tr", "front_br", "front_bl",
                 "back_tl", "back_tr", "back_br", "back_bl")
 POLYGONS = frozenset({"segment", "polygon", "polyline"})
+MISSING = object()  # a key absent from its object
 TEXT_OBJECTS = frozenset({"subtitle", "item_description"})
 
 
@@ -215,9 +223,8 @@ class Dataloop:
         c, i = self.tcols, self.t.n
         extra = _extra(item, ITEM_KNOWN)
         task_id = _id(item, c["task_id"], i, extra, f"~{file}#{position}")
-        text, keep = id_fit(item.get("datasetId"), False)
         if "datasetId" in item:
-            c["project_id"][i] = text
+            c["project_id"][i], keep = id_fit(item["datasetId"], False)
             if keep:
                 extra["datasetId"] = item["datasetId"]
         c["source"][i] = SOURCE
@@ -226,15 +233,12 @@ class Dataloop:
         c["container"][i] = container
         c["form"][i] = "item"
         c["data"][i] = dumps({k: item[k] for k in DATA_KEYS if k in item})
-        if "metadata" in item:
-            meta = item["metadata"]
-        elif "itemMetadata" in item:
-            meta = item["itemMetadata"]
-            extra.setdefault(ABSENT, []).append("metadata")
-        else:
-            meta = None
-        if meta is not None or "metadata" in item:
+        key = next((k for k in ("metadata", "itemMetadata") if k in item), None)
+        meta = item[key] if key else None
+        if key:
             c["meta"][i] = dumps(meta)
+            if key == "itemMetadata":  # old shape: the original stays in `extra`
+                extra.setdefault(ABSENT, []).append("metadata")
         _ts(item, "createdAt", c["created_at"], i, extra)
         _ts(item, "updatedAt", c["updated_at"], i, extra)
         if type(item.get("name")) is str:
@@ -338,8 +342,8 @@ class Dataloop:
         c["region_id"][i] = rid
         if type(system.get("parentId")) is str:
             c["parent_id"][i] = system["parentId"]
-        attributes = attributes_of(ann.get("attributes", ABSENT), system.get("attributes"))
-        if attributes is not ABSENT:
+        attributes = attributes_of(ann.get("attributes", MISSING), system.get("attributes"))
+        if attributes is not MISSING:
             c["attributes"][i] = dumps(attributes)
         co = ann.get("coordinates")
         if "coordinates" in ann:
@@ -390,7 +394,7 @@ class Dataloop:
                 c["enabled"][i] = True
                 if type(ann.get("label")) is str:
                     c["label"][i] = ann["label"]
-                if attributes is not ABSENT:
+                if attributes is not MISSING:
                     c["attributes"][i] = dumps(attributes)
                 geometry(c, i, typ, ann.get("coordinates"))
                 c["extra"][i] = "{}"
@@ -401,9 +405,9 @@ class Dataloop:
                                     "expected an object")
                 extra = _extra(snap, SNAPSHOT_KNOWN)
                 _fill(snap, SNAPSHOT_PLAIN, c, i, extra)
-                snap_attributes = attributes_of(snap.get("attributes", ABSENT),
+                snap_attributes = attributes_of(snap.get("attributes", MISSING),
                                                 snap.get("namedAttributes"))
-                if snap_attributes is not ABSENT:
+                if snap_attributes is not MISSING:
                     c["attributes"][i] = dumps(snap_attributes)
                 geometry(c, i, typ, snap.get("data"))
                 frame = snap.get("frame")
