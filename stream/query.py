@@ -298,15 +298,17 @@ def run(con: duckdb.DuckDBPyConnection, script: str) -> duckdb.DuckDBPyRelation 
 _CONTEXT = re.compile(r"\n*LINE (\d+): (.*)\n( *)\^+")
 
 
-def sql_error(exc: duckdb.Error, script: str = "", start: int = 0) -> QueryError:
+def sql_error(exc: duckdb.Error, script: str | None = None, start: int = 0) -> QueryError:
     """DuckDB's message on one line; its 'LINE n: ... ^' context becomes (line, column).
 
     `start` is where the failing statement begins in `script` (DuckDB counts from there).
+    Without `script` (an error while fetching, where the context may point into SQL that
+    annostream wrapped around the user's) the context is dropped.
     """
     msg = str(exc)
     m = _CONTEXT.search(msg)
     pos = ""
-    if m:
+    if m and script is not None:
         line_no, snippet, caret = int(m.group(1)), m.group(2), len(m.group(3))
         col = caret - len(f"LINE {line_no}: ")
         stmt_lines = script[start:].split("\n")
@@ -321,6 +323,7 @@ def sql_error(exc: duckdb.Error, script: str = "", start: int = 0) -> QueryError
             if line_no == 1:
                 col += len(before) - (before.rfind("\n") + 1)
             pos = f" (line {line}, column {col + 1})"
+    if m:
         msg = msg[:m.start()] + msg[m.end():]
     text = " ".join(part.strip() for part in msg.splitlines() if part.strip())
     return QueryError(text + pos)

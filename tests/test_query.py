@@ -332,6 +332,10 @@ def test_sql_file_runs_every_statement_and_prints_the_last(out, tmp_path):
     assert code == 0, err
     n = sum(1 for _ in rows(out, "SELECT * FROM regions WHERE x IS NOT NULL"))
     assert json.loads(stdout) == {"n": n} and n > 0
+    script.write_text("CREATE TEMP VIEW a AS SELECT 1 AS one;\n\nSELECT one\n  FORM a;\n")
+    code, stdout, err = cli("query", out, "--file", script)
+    assert code == 1 and err.count("\n") == 1
+    assert err.rstrip().endswith("(line 4, column 8)")  # counted in the whole script
 
 
 def test_python_api(out):
