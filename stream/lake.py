@@ -18,6 +18,7 @@ killed one left (`_lake/pending`) and ingests the input again.
 """
 from __future__ import annotations
 
+import base64
 import fcntl
 import hashlib
 import json
@@ -87,6 +88,18 @@ def _test_point(name: str) -> None:
     point, _, seconds = os.environ.get(PAUSE_ENV, "").partition(":")
     if point == name:
         time.sleep(float(seconds))
+
+
+@contextmanager
+def _storage_errors(uri: str) -> Iterator[None]:
+    """Storage failures (unreachable server, missing bucket, denied, disk full) become one
+    line naming the lake (exit 1) instead of a traceback."""
+    try:
+        yield
+    except AnnostreamError:
+        raise
+    except (OSError, pa.ArrowException) as exc:
+        raise AnnostreamError(f"{redact(os.fspath(uri))}: {exc}") from exc
 
 
 def redact(uri: str) -> str:
@@ -356,13 +369,25 @@ class _Hashing:
         return data
 
 
+def _open_url(url: str):
+    """An http(s) stream; `user:password@` in the URL becomes a Basic auth header."""
+    p = urllib.parse.urlsplit(url)
+    headers = {}
+    if p.username is not None:
+        token = f"{urllib.parse.unquote(p.username)}:{urllib.parse.unquote(p.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+        url = urllib.parse.urlunsplit((p.scheme, p.netloc.rsplit("@", 1)[-1], p.path, p.query,
+                                       p.fragment))
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)
+
+
 def fingerprint(f: InputFile, download_to: Path) -> None:
     """Stream the file once: sha256 and size; a remote file is copied to `download_to` on
     the way (convert() reads local files), a local one is only read."""
-    if f.fs is None:
-        raw = urllib.request.urlopen(f.path, timeout=60)  # noqa: S310 (https input)
-    else:
-        raw = f.fs.open_input_stream(f.path)
+    try:
+        raw = _open_url(f.path) if f.fs is None else f.fs.open_input_stream(f.path)
+    except OSError as exc:
+        raise AnnostreamError(f"{f.name}: cannot read: {exc}") from exc
     h = _Hashing(raw)
     try:
         if f.local is not None:
@@ -458,7 +483,16 @@ def ingest(inputs: Sequence[str | os.PathLike], lake: str | os.PathLike, *,
     if format not in (None, "parquet", "delta"):
         raise ValueError(f"format must be 'parquet' or 'delta', not {format!r}")
     say = echo or (lambda line: None)
-    lk = Lake(lake)
+    with _storage_errors(lake):
+        report = _ingest(inputs, Lake(lake), snapshot, format, on_error, wait, batch_rows,
+                         progress, say)
+    if report.nothing_to_do:
+        say(f"nothing to do: every input is already in {report.lake}")
+    return report
+
+
+def _ingest(inputs, lk: Lake, snapshot: str, format: str | None, on_error: str, wait: float,
+            batch_rows: int | None, progress: bool, say) -> Report:
     report = Report(redact(lk.uri))
     started = _iso(_now())
     with lk.lock(wait, "ingest"):
@@ -480,13 +514,15 @@ def ingest(inputs: Sequence[str | os.PathLike], lake: str | os.PathLike, *,
                                  "inputs": [redact(os.fspath(i)) for i in inputs],
                                  "batches": [e["batch"] for e in report.ingested],
                                  "skipped": len(report.skipped), "version": __version__})
-    if report.nothing_to_do:
-        say(f"nothing to do: every input is already in {report.lake}")
     return report
 
 
 def _init(lk: Lake, fmt: str | None) -> dict:
     meta = lk.meta()
+    if meta is None and lk.local and (Path(lk.root, "_manifest.json").exists() or any(
+            Path(lk.root, t).exists() for t in TABLES)):
+        raise AnnostreamError(f"{lk.uri} holds a conversion or other files, not a lake; "
+                              "choose an empty or new folder for --lake")
     if meta is None:
         meta = {"tool": "annostream", "format": fmt or "parquet", "created_at": _iso(_now()),
                 "created_by": __version__, "schema_version": SCHEMA_VERSION}
@@ -824,7 +860,11 @@ def register(con: duckdb.DuckDBPyConnection, uri: str | os.PathLike) -> None:
 
     The query layer calls this for a lake folder; only committed batches are ever read.
     """
-    lk = Lake(uri)
+    with _storage_errors(uri):
+        _register(con, Lake(uri))
+
+
+def _register(con: duckdb.DuckDBPyConnection, lk: Lake) -> None:
     meta = lk.meta()
     if meta is None:
         raise AnnostreamError(f"{redact(lk.uri)}: not a lake (no {LAKE_JSON})")
@@ -930,7 +970,11 @@ def connect(uri: str | os.PathLike) -> duckdb.DuckDBPyConnection:
 # -- status and vacuum ------------------------------------------------------------------------
 def status(uri: str | os.PathLike) -> dict:
     """The lake at a glance: format, schema versions, batches (as ledger rows), last run."""
-    lk = Lake(uri)
+    with _storage_errors(uri):
+        return _status(Lake(uri))
+
+
+def _status(lk: Lake) -> dict:
     meta = lk.meta()
     if meta is None:
         raise AnnostreamError(f"{redact(lk.uri)}: not a lake (no {LAKE_JSON})")
@@ -964,7 +1008,11 @@ def vacuum(uri: str | os.PathLike, keep: timedelta, *, dry_run: bool = False,
     (the newest snapshot per source and project, and partial batches after it); returns the
     ledger entries removed. The ledger is rewritten first, so readers stop seeing a batch
     before its files go."""
-    lk = Lake(uri)
+    with _storage_errors(uri):
+        return _vacuum(Lake(uri), keep, dry_run, wait)
+
+
+def _vacuum(lk: Lake, keep: timedelta, dry_run: bool, wait: float) -> list[dict]:
     meta = lk.meta()
     if meta is None:
         raise AnnostreamError(f"{redact(lk.uri)}: not a lake (no {LAKE_JSON})")

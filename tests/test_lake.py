@@ -407,3 +407,35 @@ def test_ingest_from_and_into_s3(s3, tmp_path, monkeypatch):
     assert counts(lakemod.connect(lake), "latest") == expected_counts([task(3)])
     st = run_cli("lake", "status", lake, "--format", "csv")
     assert st.returncode == 0 and st.stdout.count(b"committed") == 3
+
+
+def test_ingest_from_an_http_url_stores_no_credentials(tmp_path):
+    """https:// inputs are streamed with urllib; a loopback http server stands in for one."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "www"
+    tasks = [task(1), task(2, annotations=2)]
+    write(served / "export.json", tasks)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        url = f"http://user:pa55@127.0.0.1:{port}/export.json?X-Amz-Signature=s3cr3t"
+        r = ingest_cli(url, "--lake", tmp_path / "lake")
+        assert r.returncode == 0, r.stderr.decode()
+        assert b"pa55" not in r.stderr and b"s3cr3t" not in r.stderr
+        lake_text = "".join(p.read_text() for p in (tmp_path / "lake" / "_lake").glob("*.json*"))
+        assert "pa55" not in lake_text and "s3cr3t" not in lake_text
+        con = lakemod.connect(tmp_path / "lake")
+        assert counts(con) == expected_counts(tasks)
+        assert con.sql("SELECT DISTINCT file FROM tasks").fetchall() == [
+            (f"http://127.0.0.1:{port}/export.json",)]
+        assert b"nothing to do" in ingest_cli(url, "--lake", tmp_path / "lake").stderr
+    finally:
+        server.shutdown()
+        server.server_close()
