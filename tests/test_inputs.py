@@ -281,3 +281,15 @@ def test_folder_skips_files_that_are_not_json(tmp_path):
     m = json.loads((tmp_path / "out" / "_manifest.json").read_text())
     assert m["inputs"][0]["files"] == 2 and m["inputs"][0]["tasks"] == 2
     assert m["inputs"][0]["formats"] == ["skipped (not JSON)", "labelstudio/array"]  # sorted paths
+
+
+def test_the_demo_input_converts(tmp_path):
+    """`make demo` converts all of sample_data/: every file there must convert."""
+    out = tmp_path / "demo"
+    r = run_cli("convert", str(SAMPLES), "-o", str(out), "-q")
+    assert r.returncode == 0, r.stderr.decode()
+    demo = read_tables(out)
+    convert([str(LS)], tmp_path / "ls")
+    ls = read_tables(tmp_path / "ls")
+    files = [f for f in demo["tasks"]["file"].to_pylist() if f.startswith(f"{LS}/")]
+    assert files == ls["tasks"]["file"].to_pylist()
