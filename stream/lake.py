@@ -676,6 +676,7 @@ def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: str
     converted = stage / "converted"
     con = duckdb.connect()
     con.execute("SET preserve_insertion_order = true")
+    con.execute("SET memory_limit = '512MB'")  # bounded: DuckDB spills beyond it
     con.execute(f"SET temp_directory = {_q(str(stage / 'duckdb.tmp'))}")
     con.execute(f"CREATE VIEW _tasks AS SELECT * FROM read_parquet("
                 f"{_q(str(converted / 'tasks' / '*.parquet'))})")
@@ -958,12 +959,18 @@ def _ledger_row(e: dict) -> dict:
 
 def connect(uri: str | os.PathLike) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection over a lake: its tables, `latest.*`, `ledger`, and the
-    query layer's convenience views (over every snapshot)."""
+    query layer's convenience views (`regions`, `frames`, ...) over the latest snapshot.
+
+    The convenience views group by annotation and region ids, which repeat in every
+    snapshot, so over history they would merge snapshots: they are defined in `latest`
+    (where DuckDB resolves their table names) and the plain names point there.
+    """
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     register(con, uri)
     for view in VIEWS.values():
-        con.execute(f"CREATE VIEW {view.name} AS {view.sql}")
+        con.execute(f"CREATE VIEW latest.{view.name} AS {view.sql}")
+        con.execute(f"CREATE VIEW {view.name} AS SELECT * FROM latest.{view.name}")
     return con
 
 

@@ -258,6 +258,10 @@ def connect(folder: str | os.PathLike) -> duckdb.DuckDBPyConnection:
 
     Example: `stream.connect("out/").sql("SELECT type, count(*) FROM results GROUP BY 1").df()`
     """
+    from . import lake  # a lake (annostream ingest) has its own views; lake imports this module
+
+    if lake.is_lake(folder):
+        return lake.connect(folder)
     root = Path(folder)
     if not root.is_dir():
         raise AnnostreamError(f"{root}: not a folder (expected the output of `annostream convert`)")

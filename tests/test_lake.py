@@ -236,6 +236,14 @@ def test_latest_views_after_three_snapshots_and_a_partial_export(tmp_path):
                                   for r in a["result"] if r["type"] == "choices"])
                   for t in want_tasks)
     assert got == want
+    # the query command reads a lake; convenience views follow the latest snapshot
+    q = run_cli("query", str(lake), "--format", "csv",
+                "SELECT (SELECT count(*) FROM latest.results), (SELECT count(*) FROM regions)")
+    assert q.returncode == 0, q.stderr.decode()
+    distinct_regions = {(a["id"], r["id"]) for t in want_tasks for a in t["annotations"]
+                        for r in a["result"] if r["type"] != "relation"}
+    assert q.stdout.decode().splitlines()[1] == (
+        f"{expected_counts(want_tasks)['results']},{len(distinct_regions)}")
     # history: every snapshot's rows, each with its batch
     everything = s1 + other + s2 + s3 + partial
     assert counts(con) == expected_counts(everything)
@@ -344,6 +352,9 @@ def test_delta_format_reads_back_the_same_rows_and_survives_sigkill(tmp_path, mo
         dt = DeltaTable(str(lake / table))
         assert dt.to_pyarrow_table().num_rows == n, table
         assert dt.metadata().partition_columns == ["source", "project_id", "batch"]
+    q = run_cli("query", str(lake), "--format", "csv", "SELECT count(*) FROM latest.results")
+    assert q.returncode == 0 and q.stdout.split() == [b"count_star()", str(
+        expected_counts(s2)["results"]).encode()], q.stderr.decode()
     assert run_cli("ingest", str(tmp_path / "s1.json"), "--lake", str(lake), "--format",
                    "parquet").returncode == 1
 
