@@ -20,7 +20,7 @@ from stream.tables import TABLES
 LS = SAMPLES / "labelstudio"
 TASK_FILES = ["image_regions.json", "ner_text.json", "video_tracks.json", "video_interpolated.json",
               "classification.json", "pre1_completions.json", "import_predictions.json",
-              "single_task.json", "storage_tasks"]
+              "single_task.json", "storage_tasks", "hypertext_paragraphs_timeseries.json"]
 NER_FILE = "ner_model_predictions.json"
 LISTS = {"annotations": "annotation", "completions": "annotation", "predictions": "prediction",
          "drafts": "draft"}
@@ -66,13 +66,19 @@ def ann_id_of(task_id: str, kind: str, pos: int, ann: dict) -> str:
     return str(ann["id"]) if "id" in ann else f"~{task_id}/{kind[0]}{pos}"
 
 
+def results_of(ann) -> list:
+    """The result items of an annotation; a bare id, `result: null` or an import-style
+    non-list `result` (FORMATS.md A4) has none."""
+    return ann["result"] if isinstance(ann, dict) and isinstance(ann.get("result"), list) else []
+
+
 def expected_counts(path: Path) -> Counter:
     n = Counter({t: 0 for t in TABLES})
     for _, _, obj in source_tasks(path):
         n["tasks"] += 1
         for _, _, ann in source_annotations(obj):
             n["annotations"] += 1
-            for r in (ann.get("result") or []) if isinstance(ann, dict) else []:
+            for r in results_of(ann):
                 n["relations" if r["type"] == "relation" else "results"] += 1
                 if r["type"] == "videorectangle":
                     n["keyframes"] += len(r["value"]["sequence"])
@@ -177,12 +183,28 @@ def test_positions_increase_in_input_order(samples):
 def test_import_shape_gets_synthetic_ids(samples):
     tasks = samples["import_predictions.json"]["tasks"].to_pylist()
     assert all(r["task_id"].startswith("~") for r in tasks)
-    assert [r["form"] for r in tasks] == ["task", "task", "flat", "flat"]
+    src = json.loads((LS / "import_predictions.json").read_text(encoding="utf-8"))
+    assert [r["form"] for r in tasks] == ["task" if "data" in o else "flat" for o in src]
+    assert "flat" in {r["form"] for r in tasks}
     anns = samples["import_predictions.json"]["annotations"].to_pylist()
     assert anns and all(r["annotation_id"].startswith("~") for r in anns)
     assert all("id" in json.loads(r["extra"])["~absent"] for r in anns)
     # synthetic ids are unique
     assert len({(r["kind"], r["annotation_id"]) for r in anns}) == len(anns)
+
+
+def test_import_result_that_is_not_a_list_is_kept_whole(tmp_path, converted):
+    """FORMATS.md A4: on import `result` may be a bare string or a dict; no result rows."""
+    tasks = [{"data": {"text": "Arrived quickly."}, "predictions": [
+        {"model_version": "sentiment-v2", "result": "Positive"},
+        {"model_version": "sentiment-v2", "result": {"type": "choices", "value": {"choices": ["Neg"]}}}]}]
+    path = tmp_path / "import.json"
+    path.write_text(json.dumps(tasks))
+    t = converted(path)
+    assert t["results"].num_rows == 0
+    rows = t["annotations"].to_pylist()
+    assert [json.loads(r["extra"])["result"] for r in rows] == [p["result"] for p in tasks[0]["predictions"]]
+    assert [r["list_keys"] for r in rows] == [[], []]
 
 
 # -- annotations, predictions, drafts ---------------------------------------------------------
@@ -275,7 +297,8 @@ def expected_result(r: dict) -> dict:
     v, typ = r.get("value", {}), r["type"]
     exp = {"from_name": r.get("from_name"), "to_name": r.get("to_name"), "type": typ,
            "origin": r.get("origin"), "parent_id": r.get("parentID"), "readonly": r.get("readonly"),
-           "original_width": r.get("original_width"), "original_height": r.get("original_height")}
+           "original_width": r.get("original_width"), "original_height": r.get("original_height"),
+           "image_rotation": r.get("image_rotation"), "score": r.get("score")}
     labels = v.get(typ) if typ.endswith("labels") and typ in v else v.get("labels")
     exp["labels"] = labels
     nested = v.get("choices", v.get("taxonomy"))
@@ -287,11 +310,12 @@ def expected_result(r: dict) -> dict:
         exp[k] = v.get(k)
     exp["unit"] = "percent" if any(k in v for k in ("x", "points")) else None
     exp["number"] = v.get("number", v.get("rating"))
-    audio = "channel" in v
-    exp["span_start"] = None if audio else v.get("start")
-    exp["span_end"] = None if audio else v.get("end")
-    exp["time_start"] = v.get("start") if audio else None
-    exp["time_end"] = v.get("end") if audio else None
+    timed = "channel" in v or typ == "timeserieslabels"  # audio or time series: seconds
+    offsets = v.get("globalOffsets", {} if typ == "paragraphlabels" else v)  # chars, not paragraphs
+    exp["span_start"] = None if timed else offsets.get("start")
+    exp["span_end"] = None if timed else offsets.get("end")
+    seconds = [v.get(k) if isinstance(v.get(k), (int, float)) else None for k in ("start", "end")]
+    exp["time_start"], exp["time_end"] = seconds if timed else (None, None)
     return exp
 
 
@@ -304,7 +328,7 @@ def test_result_columns(samples, name):
         for kind, apos, ann in source_annotations(obj):
             if not isinstance(ann, dict):
                 continue
-            for pos, r in enumerate(ann.get("result") or []):
+            for pos, r in enumerate(results_of(ann)):
                 if r["type"] == "relation":
                     continue
                 row = rows[(kind, ann_id_of(task_id, kind, apos, ann), pos)]
@@ -377,7 +401,7 @@ def test_relations(samples, name):
     n = 0
     for _, _, obj in source_tasks(LS / name):
         for kind, _, ann in source_annotations(obj):
-            for pos, r in enumerate(ann.get("result") or []):
+            for pos, r in enumerate(results_of(ann)):
                 if r["type"] != "relation":
                     continue
                 row = rows[(kind, str(ann["id"]), pos)]
