@@ -30,6 +30,7 @@ OPENING = re.compile(WS + rb'\{' + WS + rb'("(?:[^"\\]|\\.)*")' + WS + b":")
 WHITESPACE = b" \t\r\n"
 
 decode = msgspec.json.Decoder().decode
+ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)  # invalid UTF-8 too
 
 
 class _Skip(msgspec.Struct):
@@ -78,7 +79,7 @@ def elements(read: Callable[[int], bytes], offset: int, sep: re.Pattern, parse: 
                         raise Fallback(base + s, buf[s:])
                     try:
                         value = parse(tail[:-1])
-                    except (msgspec.DecodeError, msgspec.ValidationError):
+                    except ERRORS:
                         raise Fallback(base + s, buf[s:]) from None
                     yield value, base + s, None
                     return
@@ -103,7 +104,7 @@ def elements(read: Callable[[int], bytes], offset: int, sep: re.Pattern, parse: 
                     tries += 1
                     check(buf[s:end])
                 value = parse(buf[s:end])
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except ERRORS:
                 if depth == 0:
                     tries += 1
                     if tries > MAX_TRIES:

@@ -12,10 +12,12 @@ import os
 import shutil
 import time
 import uuid
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import AnnostreamError
@@ -52,7 +54,8 @@ class Buffer:
         self.n = 0
         self._dense: dict[str, list] = {}
         self._sparse: dict[str, dict[int, Any]] = {}
-        self._runs: dict[str, list[tuple[int, list]]] = {}
+        self._runs: dict[str, list[tuple[int, int, list | None, Any]]] = {}
+        self._names = frozenset(table.names)
 
     def col(self, name: str) -> list:
         """The dense list of a column: append exactly one value per row."""
@@ -68,10 +71,16 @@ class Buffer:
         """Values of rows start, start + 1, ... of a sparse column at once: a whole keyframe
         sequence costs one list, not one dict entry per row."""
         self._check(name)
-        self._runs.setdefault(name, []).append((start, values))
+        self._runs.setdefault(name, []).append((start, len(values), values, None))
+
+    def fill(self, name: str, start: int, count: int, value: Any) -> None:
+        """`count` rows from `start` that all hold `value` (the task id of a keyframe
+        sequence, ...): kept as one run, expanded by Arrow rather than by Python."""
+        self._check(name)
+        self._runs.setdefault(name, []).append((start, count, None, value))
 
     def _check(self, name: str) -> None:
-        if name not in self.table.names:
+        if name not in self._names:
             raise KeyError(f"{self.table.name} has no column {name!r}")
 
     def mark(self) -> int:
@@ -85,7 +94,8 @@ class Buffer:
             for k in [k for k in d if k >= n]:
                 del d[k]
         for runs in self._runs.values():
-            runs[:] = [(s, v[: n - s]) for s, v in runs if s < n]
+            runs[:] = [(s, min(k, n - s), v if v is None else v[: n - s], x)
+                       for s, k, v, x in runs if s < n]
         self.n = n
 
     def take(self) -> pa.Table:
@@ -97,9 +107,15 @@ class Buffer:
                 if len(values) != n:
                     raise AssertionError(f"{self.table.name}.{c.name}: {len(values)} values for {n} rows")
             elif self._sparse.get(c.name) or self._runs.get(c.name):
+                runs = self._runs.get(c.name, ())
+                if not self._sparse.get(c.name) and _constant_tiling(runs, n):
+                    ends = pa.array(list(accumulate(k for _, k, _, _ in runs)), pa.int32())
+                    consts = to_array([x for _, _, _, x in runs], c.type)
+                    arrays.append(pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(ends, consts)))
+                    continue
                 values = [None] * n
-                for start, run in self._runs.get(c.name, ()):
-                    values[start:start + len(run)] = run
+                for start, k, run, x in runs:
+                    values[start:start + k] = [x] * k if run is None else run
                 for i, v in self._sparse.get(c.name, {}).items():
                     values[i] = v
             else:
@@ -114,6 +130,16 @@ class Buffer:
             runs.clear()
         self.n = 0
         return pa.Table.from_arrays(arrays, schema=self.table.schema)
+
+
+def _constant_tiling(runs: list, n: int) -> bool:
+    """Runs of constants that cover rows 0..n-1 in order, as keyframe sequences do."""
+    at = 0
+    for start, k, run, _ in runs:
+        if run is not None or start != at:
+            return False
+        at += k
+    return at == n and n > 0
 
 
 class PartWriter:
@@ -192,8 +218,12 @@ class Output:
         self.stage.mkdir(parents=True)
 
     def part_prefix(self) -> str:
-        """Part names sort after existing ones, so a glob reads runs in order."""
-        return self.run_id if self.mode == "append" else "0"
+        """Part names sort after existing ones, so a glob reads runs in order: '0' for a new
+        folder, then the run number (6 digits; '.' sorts before digits) and the run id, as
+        run ids started within the same second do not sort in run order."""
+        if self.mode != "append":
+            return "0"
+        return f"{len((self.previous or {}).get('runs', [])):06d}-{self.run_id}"
 
     def commit(self, manifest: dict) -> None:
         """Move the staged parts into place, then write the manifest (the completion mark)."""

@@ -6,6 +6,7 @@ the `extra` object of keys that have no typed column.
 """
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 from ..errors import TaskError
@@ -301,21 +302,28 @@ class LabelStudio:
                    rpos: int, ri: int) -> None:
         """A whole sequence at once, column by column: keyframes are most of the rows of a
         video export, so per-keyframe Python work is what a conversion's speed hinges on."""
-        if not all(type(kf) is dict for kf in seq):
+        if set(map(type, seq)) != {dict}:
             p = next(p for p, kf in enumerate(seq) if type(kf) is not dict)
             raise TaskError(f"{kind} {aid}: keyframe {p} of region {rid} is {jtype(seq[p])}")
-        m, put, i0 = len(seq), self.k.put, self.k.n
+        m, put, fill, i0 = len(seq), self.k.put, self.k.fill, self.k.n
         extras = None
         if not all(map(KEYFRAME_KNOWN.issuperset, seq)):
             extras = [_extra(kf, KEYFRAME_KNOWN) for kf in seq]
-        frames = None
+        frames, first = None, seq[0].keys()
+        present = [k for k, _, _ in KEYFRAME_PLAIN if k in first]
+        columns = {}
+        if len(present) > 1 and all(map(first.__eq__, map(dict.keys, seq))):  # one key set
+            columns = dict(zip(present, map(list, zip(*map(itemgetter(*present), seq)))))
         for key, col, ok in KEYFRAME_PLAIN:
-            vals = [kf.get(key) for kf in seq]
+            vals = columns.get(key) or [kf.get(key) for kf in seq]
             if key == "frame":
                 frames = vals[:]
             types = set(map(type, vals))
-            if not types <= ok | NONE or (int in types and not all(
-                    -EXACT_INT <= x <= EXACT_INT for x in vals if type(x) is int)):
+            bad = not types <= ok | NONE
+            if not bad and int in types:  # a float past the bound only costs the slow path
+                nums = [x for x in vals if x is not None] if type(None) in types else vals
+                bad = max(nums) > EXACT_INT or min(nums) < -EXACT_INT
+            if bad:
                 extras = extras or [{} for _ in seq]
                 for j, x in enumerate(vals):
                     if x is not None and not (type(x) in ok and (
@@ -330,15 +338,17 @@ class LabelStudio:
             put(col, i0, vals)
         for col, value in (("source", SOURCE), ("task_id", task_id), ("kind", kind),
                            ("annotation_id", aid), ("region_id", rid), ("result_position", rpos)):
-            put(col, i0, [value] * m)
+            fill(col, i0, m, value)
         put("position", i0, list(range(m)))
-        put("extra", i0, ["{}"] * m if extras is None else
-            [dumps(e) if e else "{}" for e in extras])
+        if extras is None:
+            fill("extra", i0, m, "{}")
+        else:
+            put("extra", i0, [dumps(e) if e else "{}" for e in extras])
         self.k.n += m
-        ints = [j for j, f in enumerate(frames) if type(f) is int]
-        if ints:
-            self.rcols["frame_start"][ri] = frames[ints[0]]
-            last_frame = seq[ints[-1]]
+        j = next((j for j, f in enumerate(frames) if type(f) is int), None)
+        if j is not None:
+            self.rcols["frame_start"][ri] = frames[j]
+            last_frame = seq[next(j for j in range(m - 1, -1, -1) if type(frames[j]) is int)]
             count = v.get("framesCount", v.get("frameCount"))
             end = count if last_frame.get("enabled") is True and type(count) is int else last_frame["frame"]
             self.rcols["frame_end"][ri] = end
