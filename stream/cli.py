@@ -54,10 +54,13 @@ def main(debug: bool) -> None:
               help="On a malformed task: stop with an error, or skip it (logged, counted in the manifest).")
 @click.option("--batch-rows", type=click.IntRange(min=1), default=65536, show_default=True,
               help="Rows buffered per table before a Parquet row group is written (bounds memory).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes to use [default: number of cores]. Big uncompressed JSON arrays "
+                   "are split into byte ranges; the output is the same as with 1.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @_errors
 def convert(inputs: tuple[str, ...], output: str, mode: str | None, on_error: str,
-            batch_rows: int, quiet: bool) -> None:
+            batch_rows: int, workers: int | None, quiet: bool) -> None:
     """Convert exports (files, folders, zips, .gz/.bz2/.xz/.zst, '-' for stdin) into Parquet.
 
     \b
@@ -65,7 +68,8 @@ def convert(inputs: tuple[str, ...], output: str, mode: str | None, on_error: st
       annostream convert export.json more.json.gz tasks_dir/ -o out/
     """
     manifest = convert_exports(list(inputs), output, mode=mode or "new", on_error=on_error,
-                               batch_rows=batch_rows, progress=not quiet and sys.stderr.isatty())
+                               batch_rows=batch_rows, progress=not quiet and sys.stderr.isatty(),
+                               workers=workers)
     if not quiet:
         run = manifest["runs"][-1]
         size = sum(i["size"] for i in run["inputs"])
