@@ -841,14 +841,17 @@ def is_lake(uri: str | os.PathLike) -> bool:
 
 def _live(committed: list[dict]) -> list[tuple[str, str | None, str, int]]:
     """Per (source, project): the newest full snapshot and the partial batches after it (or
-    every partial batch when there is no full one), as (source, project, batch, seq)."""
+    every partial batch when there is no full one), as (source, project, batch, seq).
+
+    Tasks without a project (import-shape files, NER model JSON) are not snapshots of one
+    project: every batch of theirs is read as partial, so files add up (upsert by task id)."""
     by_part: dict[tuple, list[tuple[int, dict]]] = {}
     for seq, e in enumerate(committed):
         for source, project in e["partitions"]:
             by_part.setdefault((source, project), []).append((seq, e))
     live = []
     for (source, project), seq_entries in by_part.items():
-        fulls = [s for s, e in seq_entries if e["kind"] == "full"]
+        fulls = [s for s, e in seq_entries if e["kind"] == "full" and project is not None]
         start = fulls[-1] if fulls else -1
         live += [(source, project, e["batch"], s) for s, e in seq_entries if s >= start]
     return live

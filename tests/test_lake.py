@@ -268,6 +268,11 @@ def test_one_export_with_two_projects_is_partitioned_per_project(tmp_path):
     assert (lake / "annotations" / "source=labelstudio" / "project_id=8").is_dir()
     assert (lake / "annotations" / "source=labelstudio" /
             "project_id=__HIVE_DEFAULT_PARTITION__").is_dir()
+    # project-less tasks of another file add up instead of replacing the first file's
+    lakemod.ingest([write(tmp_path / "more.json", [task(4, project=None)])], lake)
+    got = lakemod.connect(lake).sql("SELECT task_id FROM latest.tasks WHERE project_id IS NULL "
+                                    "ORDER BY 1").fetchall()
+    assert got == [("3",), ("4",)]
 
 
 def test_full_flag_makes_a_folder_one_snapshot_that_deletes_missing_tasks(tmp_path):
