@@ -13,8 +13,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SAMPLES
+from conftest import ROOT, SAMPLES, read_tables
 
+from stream import convert
 from stream.tables import TABLES
 
 LS = SAMPLES / "labelstudio"
@@ -99,8 +100,6 @@ def ts(text: str) -> datetime:
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory):
     """Each sample converted once (the tables are read-only in these tests)."""
-    from conftest import read_tables
-    from stream import convert
     base = tmp_path_factory.mktemp("ls")
     done = {}
     for name in TASK_FILES + [NER_FILE]:
