@@ -59,6 +59,8 @@ TRICKY = (
     "ünïcödé — 日本語のテキスト — עברית — Ελληνικά — 🚀🎉👩‍👩‍👧 — e\u0301",
     "\\u0041 is not A, \\n is not a newline",
     "control \u0001\u001f chars and a bell \u0007",
+    "a string ending in a backslash \\",
+    "\\",
     "",
     " ",
 )
@@ -241,6 +243,10 @@ class _Gen:
         data: dict[str, Any] = {"image": f"s3://bucket/images/img_{self.task_id:07d}.jpg"}
         if self.r.random() < 0.4:
             data["caption"] = self.tricky()
+        if self.r.random() < 0.3:  # nested arrays of objects with their own "id" keys
+            data["views"] = [{"id": i, "url": f"s3://bucket/views/{self.task_id}_{i}.jpg",
+                              "tags": [{"id": self.r.randint(1, 9), "name": self.tricky()}]}
+                             for i in range(self.r.randint(1, 4))]
         return data
 
     def image_results(self, data: dict) -> list:
@@ -403,10 +409,10 @@ class _Sink:
         self.f.close()
 
 
-def _big_task(sink: _Sink, size_bytes: int, seed: int, pretty: bool) -> None:
+def _big_task(sink: _Sink, size_bytes: int, seed: int) -> None:
     """One task of about `size_bytes`: half a brush RLE list, half polygon results, streamed.
 
-    Always compact inside the annotation (a pretty-printed 100 MB RLE would be mostly spaces).
+    Always compact, even with --pretty (a pretty-printed 100 MB RLE would be mostly spaces).
     """
     gen = _Gen(seed + 1_000_003)
     r = gen.r
@@ -456,7 +462,7 @@ def generate(path: str | os.PathLike, size_bytes: int, seed: int = 1, fmt: str =
         written = 0
         if big_task_bytes:
             sink = _Sink(path / f"{BIG_TASK_ID}{suffix}", compress)
-            _big_task(sink, big_task_bytes, seed, pretty)
+            _big_task(sink, big_task_bytes, seed)
             sink.close()
             written, count = sink.written, 1
         while written < size_bytes or count == 0:
@@ -470,20 +476,15 @@ def generate(path: str | os.PathLike, size_bytes: int, seed: int = 1, fmt: str =
     sink = _Sink(path, compress)
     try:
         if fmt == "array":
-            sep, indent = ("\n  ", True) if pretty else ("", False)
-            sink.write("[" + sep)
-            comma = ("," + sep) if pretty else ","
-        else:
-            indent, comma = False, "\n"
+            sink.write("[\n  " if pretty else "[")
+        comma = {"array": ",\n  " if pretty else ",", "ndjson": "\n"}[fmt]
         if big_task_bytes:
-            _big_task(sink, big_task_bytes, seed, pretty)
+            _big_task(sink, big_task_bytes, seed)
             count = 1
         while sink.written + sink.pending < size_bytes or count == 0:
             text = encode(next(tasks))
-            if fmt == "ndjson" and pretty:
-                text = text.replace("\n", " ")  # one task per line, still spaced out
-            elif indent:
-                text = text.replace("\n", "\n  ")
+            if pretty:  # indented under the array; in NDJSON a task stays on one line
+                text = text.replace("\n", "\n  " if fmt == "array" else " ")
             sink.write(comma + text if count else text)
             count += 1
         sink.write(("\n]\n" if pretty else "]\n") if fmt == "array" else "\n")

@@ -244,8 +244,9 @@ def test_generated_mix_holds_the_tricky_cases():
     spans = [(t["data"]["text"], r["value"]) for t in tasks for key, _ in LISTS
              for a in t.get(key, []) if isinstance(a, dict) for r in a["result"] if r["type"] == "labels"]
     assert spans and all(doc[v["start"]:v["end"]] == v["text"] for doc, v in spans)
-    for needle in ('}, {\\"id\\":', '\\\\\\"', "\\n", "🚀", "\\u0001"):
+    for needle in ('}, {\\"id\\":', '\\\\\\"', 'backslash \\\\"', "\\n", "🚀", "\\u0001"):
         assert needle in text, needle
+    assert any(type(v) is dict and "id" in v for t in tasks for v in t["data"].get("views", []))
     assert any("x_enterprise_state" in t for t in tasks)
     assert any("x_review_flag" in a for a in objs) and any("x_custom" in r for r in results)
 
