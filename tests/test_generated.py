@@ -195,19 +195,21 @@ def read_back(path: Path, fmt: str, compressed: bool) -> list[dict]:
         return json.load(fh)
 
 
-CASES = [  # (format, pretty, gzip, seed)
-    ("array", False, False, 1),
-    ("array", True, False, 2),
-    ("ndjson", False, False, 3),
-    ("object-folder", False, False, 4),
-    ("array", False, True, 5),
-    ("ndjson", False, True, 6),
-]
+CASES = {  # id: (format, pretty, gzip, seed, workers); 2 workers split each array into ranges
+    "array": ("array", False, False, 1, 1),
+    "pretty": ("array", True, False, 2, 1),
+    "ndjson": ("ndjson", False, False, 3, 1),
+    "folder": ("object-folder", False, False, 4, 1),
+    "array-gz": ("array", False, True, 5, 1),
+    "ndjson-gz": ("ndjson", False, True, 6, 1),
+    "array-2-workers": ("array", False, False, 8, 2),
+    "pretty-2-workers": ("array", True, False, 9, 2),
+}
 
 
-@pytest.mark.parametrize("fmt,pretty,compressed,seed", CASES,
-                         ids=["array", "pretty", "ndjson", "folder", "array-gz", "ndjson-gz"])
-def test_generated_export_converts_exactly(tmp_path, converted, fmt, pretty, compressed, seed):
+@pytest.mark.parametrize("fmt,pretty,compressed,seed,workers", CASES.values(), ids=CASES.keys())
+def test_generated_export_converts_exactly(tmp_path, converted, fmt, pretty, compressed, seed,
+                                           workers):
     path = tmp_path / ("tasks" if fmt == "object-folder" else "export.json" + (".gz" if compressed else ""))
     n = gen.generate(path, SIZE, seed=seed, fmt=fmt, pretty=pretty, compress=compressed)
     tasks = read_back(path, fmt, compressed)
@@ -216,7 +218,8 @@ def test_generated_export_converts_exactly(tmp_path, converted, fmt, pretty, com
     assert tasks == list(islice(gen.iter_tasks(seed), n)), "generator is not deterministic"
     expected = expected_rows(tasks, fmt)
     assert all(expected[t] for t in expected), "the generated mix lacks a table"
-    tables = converted(path, batch_rows=700)  # several row groups per table
+    tables = converted(path, batch_rows=700, workers=workers,  # several row groups per table
+                       range_bytes=SIZE // 5)
     assert_exact(tables, expected)
 
 

@@ -57,13 +57,17 @@ def exports(tmp_path_factory) -> tuple[Path, Path]:
     return generated(folder, SIZE_MB), generated(folder, 4 * SIZE_MB)
 
 
-def test_peak_rss_is_flat_in_export_size(exports, tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_peak_rss_is_flat_in_export_size(exports, tmp_path, workers):
+    """With 2 workers the peak is the largest process's: each worker's must stay flat too."""
     small, large = exports
     rss = [peak_rss_mb(sys.executable, "-m", "stream", "convert", str(path), "-o",
-                       str(tmp_path / path.stem), "-q", "--batch-rows", str(BATCH_ROWS))
+                       str(tmp_path / path.stem), "-q", "--batch-rows", str(BATCH_ROWS),
+                       "--workers", workers)
            for path in (small, large)]
     assert all((tmp_path / p.stem / "_manifest.json").exists() for p in (small, large))
-    print(f"peak RSS converting {SIZE_MB} MB: {rss[0]:.1f} MB; {4 * SIZE_MB} MB: {rss[1]:.1f} MB")
+    print(f"workers={workers}: peak RSS converting {SIZE_MB} MB: {rss[0]:.1f} MB; "
+          f"{4 * SIZE_MB} MB: {rss[1]:.1f} MB")
     assert within_margin(*rss), (
         f"peak RSS grew with export size: {rss[0]:.1f} MB for {SIZE_MB} MB of input, "
         f"{rss[1]:.1f} MB for {4 * SIZE_MB} MB (margin {MARGIN_MB} MB or {MARGIN_RATIO:.0%})")
