@@ -293,3 +293,16 @@ def test_the_demo_input_converts(tmp_path):
     ls = read_tables(tmp_path / "ls")
     files = [f for f in demo["tasks"]["file"].to_pylist() if f.startswith(f"{LS}/")]
     assert files == ls["tasks"]["file"].to_pylist()
+
+
+def test_quick_successive_appends_read_back_in_run_order(tmp_path):
+    """Runs started within the same second must still sort in run order (part names)."""
+    out = tmp_path / "out"
+    names = []
+    for i, task in enumerate(TASKS[:6]):
+        src = write(tmp_path / f"t{i}.json", pretty([task]))
+        convert([str(src)], out, mode="append" if i else "new")
+        names.append(str(task["id"]))
+    assert read_tables(out)["tasks"]["task_id"].to_pylist() == names
+    runs = json.loads((out / "_manifest.json").read_text())["runs"]
+    assert [r["inputs"][0]["name"] for r in runs] == [str(tmp_path / f"t{i}.json") for i in range(6)]
