@@ -762,8 +762,9 @@ def _write_delta(lk: Lake, con: duckdb.DuckDBPyConnection, batch: str, converted
     entry["parts"] = {}
     for i, table in enumerate(TABLES):
         sql = _select(table, converted, renames, drop_keys=False, join=True)
-        reader = con.sql(f"SELECT *, {_q(batch)} AS batch FROM ({sql})") \
-            .fetch_arrow_reader(65536)
+        rel = con.sql(f"SELECT *, {_q(batch)} AS batch FROM ({sql})")
+        to_reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_arrow_reader  # duckdb<2
+        reader = to_reader(65536)
         schema = _delta_schema(table)
         reader = pa.RecordBatchReader.from_batches(schema, (
             pa.RecordBatch.from_arrays([b.column(n).cast(schema.field(n).type)
