@@ -301,3 +301,66 @@ def test_a_failed_run_in_a_fresh_folder_leaves_no_table_folders(tmp_path):
         convert([str(path)], out, batch_rows=1)  # parts were flushed before the bad task
     assert leftovers(out) == []
     assert not (out / "_manifest.json").exists() and not any((out / t).exists() for t in TABLES)
+
+
+# -- the same errors when a big array is split across workers ---------------------------------
+def big_array_with(defect, n: int = 60, bad: int = 45) -> tuple[bytes, int]:
+    """`n` sample tasks (about 130 KB) with one defect at task `bad`; returns the bytes and the
+    offset at which the bad task starts."""
+    tasks = [dict(TASKS[i % len(TASKS)], id=i) for i in range(n)]
+    data = array(tasks)
+    start = task_start(tasks, bad)
+    return defect(tasks, data, bad, start), start
+
+
+def _replace_task(fix):
+    def defect(tasks, data, bad, start):
+        t = json.loads(json.dumps(tasks[bad]))
+        fix(t)
+        return data[:start] + array(t) + data[start + len(array(tasks[bad])):]
+    return defect
+
+
+PARALLEL_BAD = {
+    "truncated": (lambda tasks, data, bad, start: data[:start + 500], "truncated JSON"),
+    "invalid_utf8": (lambda tasks, data, bad, start: data[:start + 300] + b"\xff" + data[start + 301:],
+                     "invalid UTF-8"),
+    "annotations_string": (_replace_task(set_key("annotations", "none yet")), "expected a list"),
+    "result_number": (_replace_task(lambda t: t["annotations"][0]["result"].__setitem__(0, 7)),
+                      "is a number"),
+}
+
+
+@pytest.mark.parametrize("name", PARALLEL_BAD)
+def test_errors_are_the_same_when_an_array_is_split_across_workers(tmp_path, name):
+    defect, words = PARALLEL_BAD[name]
+    data, start = big_array_with(defect)
+    path = tmp_path / "big.json"
+    path.write_bytes(data)
+    errors = []
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        with pytest.raises(InputError) as info:  # range_bytes: split this small file in ranges
+            convert([str(path)], out, workers=workers, range_bytes=len(data) // 4)
+        err = info.value
+        assert (err.file, err.position) == (str(path), 45), str(err)
+        assert words in str(err) and start <= err.offset <= len(data), str(err)
+        assert leftovers(out) == []
+        errors.append(err.reason)
+    assert errors[0] == errors[1]
+
+
+def test_on_error_skip_is_the_same_when_an_array_is_split_across_workers(tmp_path):
+    data, _ = big_array_with(_replace_task(set_key("predictions", 3)))
+    path = tmp_path / "big.json"
+    path.write_bytes(data)
+    tables, manifests = [], []
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        manifests.append(convert([str(path)], out, workers=workers, on_error="skip",
+                                 range_bytes=len(data) // 4))
+        tables.append(read_tables(out))
+    assert all(tables[0][t].equals(tables[1][t]) for t in TABLES)
+    assert [m["runs"][-1]["skipped_tasks"] for m in manifests] == [
+        [{"file": str(path), "position": 45, "error": "'predictions' is a number, expected a list"}]] * 2
+    assert tables[0]["tasks"].num_rows == 59
