@@ -65,6 +65,7 @@ def emit(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, fmt: str 
     to a file. DuckDB errors (also those raised mid-stream) become one-line QueryErrors."""
     out = out or sys.stdout
     try:
+        con.execute("SET enable_progress_bar = false")  # DuckDB draws it on stdout, among rows
         rel.create_view(RESULT_VIEW, replace=True)
         view = con.sql(f"SELECT * FROM {RESULT_VIEW}")  # duplicate names made unique here
         if output:

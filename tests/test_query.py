@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 from conftest import run_cli
 from test_labelstudio import (LS, NER_FILE, TASK_FILES, ann_id_of, source_annotations,
                               source_tasks, task_id_of, ts)
 
 import stream
+from stream.cli import main
 from stream.query import VIEWS, sql_type
 from stream.tables import TABLES
 
@@ -29,7 +31,14 @@ def out(tmp_path_factory) -> Path:
     return folder
 
 
-def cli(*args: str) -> tuple[int, str, str]:
+def cli(*args) -> tuple[int, str, str]:
+    """The `annostream` command in this process (stdout is not a terminal): exit code, out, err."""
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    return r.exit_code, r.stdout, r.stderr
+
+
+def shell(*args) -> tuple[int, str, str]:
+    """The command as a user runs it: its own process, so stderr is exactly what they see."""
     p = run_cli(*map(str, args))
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
@@ -234,7 +243,7 @@ def test_csv_and_tsv(out, expected, fmt, delimiter):
 
 
 def test_csv_is_the_default_off_a_terminal(out):
-    assert cli("query", out, SQL)[1] == cli("query", out, "--format", "csv", SQL)[1]
+    assert shell("query", out, SQL)[1] == shell("query", out, "--format", "csv", SQL)[1]
 
 
 @pytest.mark.parametrize("fmt", ["json", "ndjson"])
@@ -348,26 +357,26 @@ def test_python_api(out):
 
 # -- errors ----------------------------------------------------------------------------------
 def test_sql_error_is_one_line_with_its_position(out):
-    code, stdout, err = cli("query", out, "SELECT type,\n       count(*)\nFORM results")
+    code, stdout, err = shell("query", out, "SELECT type,\n       count(*)\nFORM results")
     assert code == 1 and stdout == ""
     assert err.count("\n") == 1 and err.startswith("error: Parser Error: ")
     assert err.rstrip().endswith("(line 3, column 6)")  # at 'results' after the misspelt FROM
-    code, _, err = cli("query", out, "SELECT nosuch FROM results")
+    code, _, err = shell("query", out, "SELECT nosuch FROM results")
     assert code == 1 and err.count("\n") == 1 and "nosuch" in err
 
 
 def test_a_runtime_error_is_one_line_too(out):
-    code, _, err = cli("query", out, "SELECT CAST(type AS INTEGER) FROM results")
+    code, _, err = shell("query", out, "SELECT CAST(type AS INTEGER) FROM results")
     assert code == 1 and err.count("\n") == 1 and "Conversion Error" in err
 
 
 def test_debug_shows_the_traceback(out):
-    code, _, err = cli("--debug", "query", out, "SELECT * FORM results")
+    code, _, err = shell("--debug", "query", out, "SELECT * FORM results")
     assert code != 0 and "Traceback" in err and "Parser Error" in err
 
 
 def test_query_needs_sql_or_file(out):
-    code, _, err = cli("query", out)
+    code, _, err = shell("query", out)
     assert code == 2 and "--file" in err
 
 
