@@ -306,3 +306,21 @@ def test_quick_successive_appends_read_back_in_run_order(tmp_path):
     assert read_tables(out)["tasks"]["task_id"].to_pylist() == names
     runs = json.loads((out / "_manifest.json").read_text())["runs"]
     assert [r["inputs"][0]["name"] for r in runs] == [str(tmp_path / f"t{i}.json") for i in range(6)]
+
+
+@pytest.mark.parametrize("shape", ["compact", "pretty", "ndjson", "folder", "zip", "gzip"])
+def test_every_shape_gives_the_same_rows_with_two_workers(tmp_path, reference, shape):
+    """Inputs big enough (for a tiny range_bytes) to be split or grouped across workers."""
+    make, container, per_file = SHAPES[shape]
+    src = make(tmp_path)
+    out = tmp_path / "out"
+    size = sum(p.stat().st_size for p in ([src] if src.is_file() else src.rglob("*")))
+    convert([str(src)], out, workers=2, range_bytes=max(1, size // 6))
+    got = read_tables(out)
+    assert_same_rows(got, reference, per_file)
+    files = got["tasks"]["file"].to_pylist()
+    assert files == sorted(files) if per_file else set(files) == {str(src)}
+    if not per_file:
+        assert got["tasks"]["position"].to_pylist() == list(range(len(TASKS)))
+    if shape in ("compact", "pretty", "folder"):  # these were really split: one part per job
+        assert len(list((out / "tasks").glob("*.parquet"))) > 1
