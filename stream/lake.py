@@ -308,7 +308,6 @@ def _busy_message(lake: Lake, other: dict, wait: float) -> str:
 class InputFile:
     """One file of an input argument: where to read it and what to call it."""
 
-    arg: str
     name: str  # as stored and shown: the local path as given, or the redacted URI
     rel: str  # path relative to the argument ('' for a single file)
     size: int | None
@@ -331,7 +330,7 @@ def expand(arg: str) -> list[InputFile]:
         raise InputError("-", "ingest needs files it can fingerprint; standard input is not "
                               "supported (save it to a file first)")
     if arg.startswith(("http://", "https://")):
-        return [InputFile(arg, redact(arg), "", None, None, None, arg)]
+        return [InputFile(redact(arg), "", None, None, None, arg)]
     fs, path = _filesystem(arg)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
@@ -350,7 +349,7 @@ def expand(arg: str) -> list[InputFile]:
 
 def _input_file(arg: str, name: str, rel: str, info: pafs.FileInfo, fs) -> InputFile:
     mtime = info.mtime.astimezone(timezone.utc).isoformat() if info.mtime else None
-    f = InputFile(arg, name, rel, info.size, mtime, fs, info.path)
+    f = InputFile(name, rel, info.size, mtime, fs, info.path)
     if isinstance(fs, pafs.LocalFileSystem):
         f.local = name if "://" not in arg else info.path
     return f
@@ -583,11 +582,12 @@ def _plan(args: list[str], snapshot: str, committed: list[dict], run_dir: Path,
             continue
         if snapshot == "full":
             batch = Batch(redact(arg), "full", fresh)
-            if batch.fingerprint in by_batch:
+            if batch.fingerprint in by_batch:  # (or given twice in this run)
                 report.skipped.append({"name": batch.arg, "reason": "already ingested in "
                                        f"{by_batch[batch.fingerprint]}"})
                 say(f"already ingested: {batch.arg} (batch {by_batch[batch.fingerprint]})")
                 continue
+            by_batch[batch.fingerprint] = f"this run ({batch.arg})"
             batches.append(batch)
             continue
         rest = []
