@@ -144,12 +144,13 @@ ANNOTATIONS = Table(
         TASK_ID,
         KIND,
         _c("position", pa.int64(), "0-based place in its list (`annotations`, `predictions`, "
-           "`drafts`, `completions`)."),
+           "`drafts`, `completions`); -1 for the annotation that is itself the file in the "
+           "legacy target-storage form (tasks.form 'storage-annotation')."),
         ANNOTATION_ID,
         _c("form", pa.string(), "'object', or 'id' when the input gave only the id "
            "(id-only predictions and drafts)."),
         _c("completed_by", pa.string(), "Annotator: user id as text (from an int or a user object); "
-           "Dataloop `creator`; draft `user`."),
+           "Dataloop `creator`. A draft's `user` stays in `extra`."),
         _c("completed_by_email", pa.string(), "Annotator email when the input has it."),
         _c("was_cancelled", pa.bool_(), "Skipped/cancelled (`was_cancelled`, pre-1.0 `skipped`)."),
         _c("ground_truth", pa.bool_(), "Marked as ground truth."),
