@@ -106,6 +106,9 @@ def test_double_ingest_is_a_noop_and_raw_duckdb_reads_the_hive_layout(tmp_path):
                      f"'{lake}/results/**/*.parquet', hive_partitioning = true) GROUP BY ALL"
                      ).fetchall()
     assert raw == [("labelstudio", 7, entry["batch"], want["results"])]
+    import pyarrow.dataset as pads  # and pyarrow's Hive discovery (as Spark reads it)
+
+    assert pads.dataset(lake / "tasks", partitioning="hive").count_rows() == want["tasks"]
     assert (lake / "results" / "source=labelstudio" / "project_id=7" /
             f"batch={entry['batch']}" / "part-0.parquet").exists()
 
@@ -410,6 +413,9 @@ def test_ingest_from_and_into_s3(s3, tmp_path, monkeypatch):
     assert any(k.startswith("lk/results/source=labelstudio/project_id=7/batch=") for k in keys)
 
     assert lakemod.ingest([src], lake).nothing_to_do
+    with lakemod.Lake(lake).lock():  # the lease object: a second run fails clearly
+        busy = ingest_cli(src, "--lake", lake)
+    assert busy.returncode == 1 and b"s3://lake/lk/ is locked by ingest (pid" in busy.stderr
     client.put_object(Bucket="exports", Key="label-studio/project-7/2026-11-22.json",
                       Body=json.dumps([task(3)]).encode())
     report = lakemod.ingest([src], lake)
