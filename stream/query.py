@@ -256,7 +256,7 @@ VIEWS: dict[str, View] = {v.name: v for v in (REGIONS, FRAMES, LATEST_ANNOTATION
 def connect(folder: str | os.PathLike) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with every table and convenience view of `folder`.
 
-    Example: `stream.connect("out/").sql("SELECT type, count(*) FROM results GROUP BY 1").df()`
+    Example: `stream.connect("out/").sql("SELECT type, count(*) FROM results GROUP BY 1").pl()`
     """
     from . import lake  # a lake (annostream ingest) has its own views; lake imports this module
 
