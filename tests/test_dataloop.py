@@ -364,6 +364,16 @@ def test_video_fps_sources_and_keyframe_times(converted, tmp_path, where, fps):
         [f / fps if fps else None for f in frames], key=lambda t: t or 0)
 
 
+def test_label_studio_task_that_starts_with_annotations_stays_label_studio(converted, tmp_path):
+    """The wrapper check looks inside `annotations`: Label Studio annotations are not items."""
+    task = dict(annotations=LS_EXPORT[0]["annotations"], data=LS_EXPORT[0]["data"], id=5)
+    path = tmp_path / "task.json"
+    path.write_text(json.dumps(task))
+    tables = converted(path)
+    assert tables["tasks"].column("source").to_pylist() == ["labelstudio"]
+    assert tables["results"].num_rows == len(task["annotations"][0]["result"])
+
+
 def test_text_classification_elements(converted):
     path = DL / "text_classification.json"
     doc = json.loads(path.read_text())
