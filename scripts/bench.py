@@ -76,7 +76,7 @@ CONFIG = '''<View>
   <VideoRectangle name="box" toName="video"/>
 </View>'''
 Converter(config=CONFIG, project_dir=None, download_resources=False).convert_to_json_min(
-    sys.argv[1], sys.argv[2])
+    sys.argv[1], sys.argv[2], is_dir=False)
 """
 
 

@@ -22,7 +22,10 @@ import io
 import multiprocessing as mp
 import os
 from dataclasses import dataclass
-from .elements import CHUNK, Fallback, check, decode, elements, first_key, separator
+
+import ijson
+
+from .elements import Fallback, check, decode, elements, first_key, separator
 from .errors import AnnostreamError, InputError
 from .formats import BOM, WHITESPACE, FileStats, Readers, read_source, sniff
 from .sources import MAGIC, Source, decompressed
@@ -48,27 +51,66 @@ class Span:
 
 
 class SpanItems:
-    """The parsed elements of a span, with the byte offset of the current one (`offset`)."""
+    """The parsed elements of a span, with the byte offset of the current one (`offset`).
+
+    The range scan proves the structure only; an element msgspec will not build (invalid
+    UTF-8 in a string, ...) hands the rest of the span to ijson, which reads it, or reports
+    the error, exactly as a sequential conversion does.
+    """
 
     def __init__(self, span: Span, raw) -> None:
         raw.seek(span.start)
         self.offset = span.start
-        self._span = span
+        self._span, self._raw = span, raw
         self._it = elements(raw.read, span.start, separator(span.key), decode, stop=span.end)
+        self._rest = None  # ijson over the rest of the span, after a fallback
 
     def __iter__(self) -> "SpanItems":
         return self
 
     def __next__(self) -> object:
+        if self._rest is not None:
+            return next(self._rest)
         try:
-            value, self.offset, nxt = next(self._it)
-        except Fallback as fb:  # scanned fine but does not parse: not seen on real exports
-            raise AnnostreamError(f"byte range from {self._span.start} could not be converted "
-                                  f"in parallel near byte {fb.start}: use --workers 1") from None
+            value, start, nxt = next(self._it)
+        except Fallback as fb:
+            self._rest = ijson.items(_Slice(self, fb.start), "item", use_float=True)
+            return next(self._rest)
+        self.offset = start
         if self._span.end is not None and nxt is not None and nxt > self._span.end:
             raise AnnostreamError(f"byte range {self._span.start}-{self._span.end} changed while "
                                   "converting: was the file modified?")
         return value
+
+
+class _Slice:
+    """`[` + the span's bytes from `start` on (its trailing separator cut) + `]`: the rest of
+    the span as one JSON array, for ijson; keeps `items.offset` near the byte ijson is at."""
+
+    def __init__(self, items: SpanItems, start: int) -> None:
+        self._items, self._raw, self._end = items, items._raw, items._span.end
+        self._raw.seek(start)
+        self._at = start
+        self._parts = [b"["]
+        items.offset = start
+
+    def read(self, n: int) -> bytes:
+        if n == 0:  # ijson probes the stream type with read(0)
+            return b""
+        if self._parts:
+            return self._parts.pop()
+        if self._end is None:
+            data = self._raw.read(n)
+        elif self._at >= self._end:
+            return b""
+        else:
+            data = self._raw.read(min(n, self._end - self._at))
+            if self._at + len(data) >= self._end:  # the last piece: `,` before the next range
+                data = data.rstrip(WHITESPACE)
+                data = (data[:-1] if data.endswith(b",") else data) + b"]"
+        self._at += len(data)
+        self._items.offset = self._at
+        return data
 
 
 # Set in the parent before the workers are forked (sources hold open-callables, not paths).

@@ -24,6 +24,8 @@ from .errors import AnnostreamError
 from .tables import TABLES, Table
 
 DEFAULT_BATCH_ROWS = 65536
+COMPACT_ROWS = 4096  # rows per table held as Python objects before they become Arrow arrays
+BATCH_BYTES = 8 << 20  # a batch of wide rows (long texts, big values) is written earlier
 MANIFEST = "_manifest.json"
 
 
@@ -47,11 +49,19 @@ def to_array(values: list, type_: pa.DataType) -> pa.Array:
 
 
 class Buffer:
-    """Rows of one table under construction, held as columns."""
+    """Rows of one table under construction, held as columns.
+
+    Row numbers (`n`, the keys readers set) count from the last `take`. Rows older than the
+    last `compact` are already Arrow arrays: Python objects (a dict entry per sparse cell costs
+    ~100 bytes) only exist for the newest rows, which keeps a batch of wide rows small.
+    """
 
     def __init__(self, table: Table) -> None:
         self.table = table
         self.n = 0
+        self.base = 0  # rows before this are in self._done
+        self.done_bytes = 0
+        self._done: list[pa.Table] = []
         self._dense: dict[str, list] = {}
         self._sparse: dict[str, dict[int, Any]] = {}
         self._runs: dict[str, list[tuple[int, int, list | None, Any]]] = {}
@@ -88,8 +98,10 @@ class Buffer:
 
     def rollback(self, n: int) -> None:
         """Drop the rows appended since `mark()` returned n (a skipped bad task)."""
+        if n < self.base:
+            raise AssertionError("rollback past a compaction: compact only between tasks")
         for lst in self._dense.values():
-            del lst[n:]
+            del lst[n - self.base:]
         for d in self._sparse.values():
             for k in [k for k in d if k >= n]:
                 del d[k]
@@ -98,9 +110,22 @@ class Buffer:
                        for s, k, v, x in runs if s < n]
         self.n = n
 
+    def compact(self) -> None:
+        """Turn the rows since the last compaction into Arrow arrays (call between tasks)."""
+        if self.n > self.base:
+            self._done.append(self._window())
+            self.done_bytes += self._done[-1].nbytes
+            self.base = self.n
+
     def take(self) -> pa.Table:
         """The buffered rows as an Arrow table; the buffer is emptied in place."""
-        n, arrays = self.n, []
+        tables = self._done + [self._window()]
+        self._done, self.n, self.base, self.done_bytes = [], 0, 0, 0
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+    def _window(self) -> pa.Table:
+        """Rows base..n-1 as an Arrow table; their Python values are dropped."""
+        base, n, arrays = self.base, self.n - self.base, []
         for c in self.table.columns:
             if c.name in self._dense:
                 values = self._dense[c.name]
@@ -108,16 +133,20 @@ class Buffer:
                     raise AssertionError(f"{self.table.name}.{c.name}: {len(values)} values for {n} rows")
             elif self._sparse.get(c.name) or self._runs.get(c.name):
                 runs = self._runs.get(c.name, ())
-                if not self._sparse.get(c.name) and _constant_tiling(runs, n):
+                if not self._sparse.get(c.name) and _constant_tiling(runs, base, self.n):
                     ends = pa.array(list(accumulate(k for _, k, _, _ in runs)), pa.int32())
                     consts = to_array([x for _, _, _, x in runs], c.type)
                     arrays.append(pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(ends, consts)))
                     continue
-                values = [None] * n
-                for start, k, run, x in runs:
-                    values[start:start + k] = [x] * k if run is None else run
-                for i, v in self._sparse.get(c.name, {}).items():
-                    values[i] = v
+                sparse = self._sparse.get(c.name, {})
+                if len(sparse) == n and not runs and list(sparse) == list(range(base, self.n)):
+                    values = list(sparse.values())  # every row set, in order: no Python loop
+                else:
+                    values = [None] * n
+                    for start, k, run, x in runs:
+                        values[start - base:start - base + k] = [x] * k if run is None else run
+                    for i, v in sparse.items():
+                        values[i - base] = v
             else:
                 arrays.append(pa.nulls(n, c.type))
                 continue
@@ -128,18 +157,17 @@ class Buffer:
             d.clear()
         for runs in self._runs.values():
             runs.clear()
-        self.n = 0
         return pa.Table.from_arrays(arrays, schema=self.table.schema)
 
 
-def _constant_tiling(runs: list, n: int) -> bool:
-    """Runs of constants that cover rows 0..n-1 in order, as keyframe sequences do."""
-    at = 0
+def _constant_tiling(runs: list, first: int, end: int) -> bool:
+    """Runs of constants that cover rows first..end-1 in order, as keyframe sequences do."""
+    at = first
     for start, k, run, _ in runs:
         if run is not None or start != at:
             return False
         at += k
-    return at == n and n > 0
+    return at == end > first
 
 
 class PartWriter:
@@ -180,9 +208,12 @@ class Buffers:
             self.tables[name].rollback(n)
 
     def maybe_flush(self) -> None:
+        """Between tasks: write full batches, turn the newest rows of the others into Arrow."""
         for name, b in self.tables.items():
-            if b.n >= self.batch_rows:
+            if b.n >= self.batch_rows or b.done_bytes >= BATCH_BYTES:
                 self.writers[name].write(b.take())
+            elif b.n - b.base >= COMPACT_ROWS:
+                b.compact()
 
     def close(self) -> dict[str, int]:
         """Flush what is left and close the part files; returns rows written per table."""

@@ -167,3 +167,24 @@ def test_bad_input_fails_the_same_way(tmp_path):
         assert not list((tmp_path / f"out{workers}").glob("*/*.parquet"))
     assert errors[0] == errors[1]
     shutil.rmtree(tmp_path / "out1", ignore_errors=True)
+
+
+def test_elements_msgspec_rejects_are_read_by_ijson(tmp_path):
+    """A lone surrogate escape (msgspec refuses it, ijson reads it) and invalid UTF-8 inside a
+    range that was scanned fine: ijson takes over, as in the sequential reader."""
+    tasks = [{"id": k, "data": {"text": "t" * (k % 300)}} for k in range(2000)]
+    raw = json.dumps(tasks).encode()
+    at = raw.index(b'"t', raw.index(b'"id": 1500,'))
+    odd = tmp_path / "surrogate.json"
+    odd.write_bytes(raw[:at + 1] + b"\\ud800" + raw[at + 1:])
+    seq, par, _ = both(tmp_path, [odd])
+    assert_same(seq, par)
+    assert par["tasks"].num_rows == 2000
+    bad = tmp_path / "utf8.json"
+    bad.write_bytes(raw[:at + 1] + b"\xff" + raw[at + 2:])
+    errors = []
+    for workers in (1, 2):
+        with pytest.raises(InputError) as info:
+            convert([str(bad)], tmp_path / f"bad{workers}", workers=workers, range_bytes=RANGE)
+        errors.append((info.value.position, info.value.reason))
+    assert errors[0] == errors[1] and errors[0][0] == 1500
