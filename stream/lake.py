@@ -745,6 +745,22 @@ def _storage_options(lk: Lake) -> dict:
     return opts
 
 
+def _deltalake():
+    """The optional deltalake package, or an error that says how to install it."""
+    try:
+        import deltalake
+        import deltalake.exceptions
+    except ImportError as exc:
+        raise AnnostreamError("a Delta lake needs the deltalake package: "
+                              "pip install 'annostream[lake]'") from exc
+    return deltalake
+
+
+def _delta_table():
+    dl = _deltalake()
+    return dl.DeltaTable, dl.exceptions.TableNotFoundError
+
+
 def _delta_uri(lk: Lake, table: str) -> str:
     return lk.path(table) if lk.local else f"{lk.uri.rstrip('/')}/{table}"
 
@@ -753,8 +769,7 @@ def _write_delta(lk: Lake, con: duckdb.DuckDBPyConnection, batch: str, converted
                  renames, entry: dict) -> None:
     """One Delta append per table (partitioned by source, project_id, batch), streamed from
     DuckDB; the ledger commit afterwards is what makes the batch visible to our views."""
-    from deltalake import write_deltalake
-
+    write_deltalake = _deltalake().write_deltalake
     con.execute("CREATE TABLE _projects AS SELECT source, task_id, any_value(project_id) "
                 "AS project_id FROM _tasks GROUP BY ALL")
     lk.write_json(f"{PENDING}/{batch}.json", {"batch": batch, "format": "delta"})
@@ -811,9 +826,7 @@ def recover(lk: Lake) -> None:
 def _drop_batches(lk: Lake, fmt: str, batches: list[str], parts: list[str] | None) -> None:
     """Delete batches' data: their part files (and emptied folders), or their Delta rows."""
     if fmt == "delta":
-        from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
-
+        DeltaTable, TableNotFoundError = _delta_table()
         listed = ", ".join(_q(b) for b in batches)
         for table in TABLES:
             try:
@@ -929,9 +942,7 @@ def _parquet_dataset(lk: Lake, table: str, committed: list[dict]) -> pads.Datase
 
 
 def _delta_dataset(lk: Lake, table: str) -> pads.Dataset:
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
+    DeltaTable, TableNotFoundError = _delta_table()
     try:
         dt = DeltaTable(_delta_uri(lk, table), storage_options=_storage_options(lk))
     except TableNotFoundError:
@@ -1051,9 +1062,7 @@ def _vacuum(lk: Lake, keep: timedelta, dry_run: bool, wait: float) -> list[dict]
 def _vacuum_delta(lk: Lake) -> None:
     """Delete the files of the removed rows now (Delta would otherwise keep them for time
     travel); older table versions then no longer read."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
+    DeltaTable, TableNotFoundError = _delta_table()
     for table in TABLES:
         try:
             dt = DeltaTable(_delta_uri(lk, table), storage_options=_storage_options(lk))
