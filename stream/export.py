@@ -42,6 +42,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import AnnostreamError
@@ -129,11 +130,31 @@ def _ann_order(r: dict) -> tuple:
     return (KIND_ORDER.get(r["kind"], 8), LISTED in _x(r), r["position"])
 
 
-def _has_lists(row: dict) -> bool:
-    """Whether child rows may follow (an empty list or a bare id has none; a Dataloop
-    annotation always has its one result row)."""
-    return (bool(row.get("list_keys")) or row.get("form") == "storage-annotation"
-            or (row["source"] == "dataloop" and "kind" in row))
+def _lists(t: dict) -> set[str]:
+    """The lists a task's annotation rows can come from ('~storage': the legacy storage
+    annotation that holds the task)."""
+    keys = set(t.get("list_keys") or ())
+    if t.get("form") == "storage-annotation":
+        keys.add("~storage")
+    if "annotations" in keys or "completions" in keys:
+        keys.add("~annotation")
+    return keys
+
+
+def _list_of(r: dict) -> str:
+    """The list an annotation row came from, as far as the row tells ('~annotation':
+    `annotations` or pre-1.0 `completions`, whichever the task has)."""
+    if r["position"] < 0:
+        return "~storage"
+    if r["kind"] in KIND_LIST:
+        return KIND_LIST[r["kind"]]
+    return _x(r).get(LISTED) or "~annotation"
+
+
+def _has_results(a: dict) -> bool:
+    """Whether result rows may follow an annotation row (an empty list or a bare id has none;
+    a Dataloop annotation always has its one result row)."""
+    return bool(a.get("list_keys")) or a["source"] == "dataloop"
 
 
 def walk(folder: Path, batch_rows: int = BATCH_ROWS,
@@ -152,11 +173,13 @@ def walk(folder: Path, batch_rows: int = BATCH_ROWS,
             if chosen:
                 nxt = next(selected, None)
         src, tid = t["source"], t["task_id"]
+        lists = _lists(t)
         children = []
-        if _has_lists(t):
-            for a in anns.take(lambda r: r["source"] == src and r["task_id"] == tid, _ann_order):
+        if lists:
+            for a in anns.take(lambda r: r["source"] == src and r["task_id"] == tid
+                               and _list_of(r) in lists, _ann_order):
                 ann = Annotation(a)
-                if _has_lists(a):
+                if _has_results(a):
                     kind, aid = a["kind"], a["annotation_id"]
 
                     def same(r: dict) -> bool:
@@ -587,26 +610,34 @@ def export(folder: str | os.PathLike, output: str | os.PathLike, *, where: str |
         raise AnnostreamError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     root = Path(folder).resolve()
     out = Path(output)
-    con = connect(root)
+    if not any((root / "tasks").glob("*.parquet")):
+        raise AnnostreamError(f"{folder}: no tasks/*.parquet; is it the output of "
+                              "`annostream convert`?")
     source = "labelstudio" if as_predictions else None if fmt == "auto" else fmt
     pred, params = _selection(where, files, source)
-    try:
-        n_files, lo, hi, n_tasks = con.sql(
-            f"SELECT count(DISTINCT file), min(file), max(file), count(*) FROM tasks WHERE {pred}",
-            params=params).fetchall()[0]
-    except duckdb.Error as exc:
-        raise sql_error(exc) from exc
+    con = connect(root) if pred != "true" else None  # no selection: no SQL needed
+    if con is None:
+        n_tasks, lo, hi = _file_range(root)
+    else:
+        try:
+            n_tasks, lo, hi = con.sql(f"SELECT count(*), min(file), max(file) FROM tasks "
+                                      f"WHERE {pred}", params=params).fetchall()[0]
+        except duckdb.Error as exc:
+            con.close()
+            raise sql_error(exc) from exc
     if n_tasks == 0:
+        if con is not None:
+            con.close()
         raise AnnostreamError(f"{folder}: no task " + ("matches the selection" if pred != "true"
                                                        else "to export"))
     as_dir = str(output).endswith(("/", os.sep)) or out.is_dir()
-    single = as_predictions or (n_files == 1 and not as_dir and fmt != "dataloop")
+    single = as_predictions or (lo == hi and not as_dir and fmt != "dataloop")
     if single and out.is_dir():
         raise AnnostreamError(f"{out} is a folder; name the output file")
     stage = _Stage(out.parent if single else out)
     try:
         parts = sorted(str(p) for p in (root / "tasks").glob("*.parquet"))
-        chosen = None if pred == "true" else _selected_rows(con, parts, pred, params)
+        chosen = None if con is None else _selected_rows(con, parts, pred, params)
         target = _Targets(stage, out.name if single else None, _common_dir(lo, hi), fmt)
         written = _write(walk(root, batch_rows, chosen), target, as_predictions, model_version)
         outputs = stage.commit(out if single else None)
@@ -614,8 +645,23 @@ def export(folder: str | os.PathLike, output: str | os.PathLike, *, where: str |
         stage.abort()
         raise
     finally:
-        con.close()
+        if con is not None:
+            con.close()
     return ExportSummary(written, outputs)
+
+
+def _file_range(root: Path) -> tuple[int, str | None, str | None]:
+    """Number of tasks and the least and greatest input name, one column batch at a time."""
+    n, lo, hi = 0, None, None
+    for path in sorted((root / "tasks").glob("*.parquet")):
+        for batch in pq.ParquetFile(path).iter_batches(columns=["file"]):
+            n += batch.num_rows
+            mm = pc.min_max(batch.column(0))
+            a, b = mm["min"].as_py(), mm["max"].as_py()
+            if a is not None:
+                lo = a if lo is None else min(lo, a)
+                hi = b if hi is None else max(hi, b)
+    return n, lo, hi
 
 
 class _Targets:
