@@ -634,6 +634,9 @@ def export(folder: str | os.PathLike, output: str | os.PathLike, *, where: str |
     single = as_predictions or (lo == hi and not as_dir and fmt != "dataloop")
     if single and out.is_dir():
         raise AnnostreamError(f"{out} is a folder; name the output file")
+    if not single and out.exists() and not out.is_dir():
+        raise AnnostreamError(f"{out} is a file, but the selection spans several inputs (or "
+                              "Dataloop items): name a folder, or select one with --file")
     stage = _Stage(out.parent if single else out)
     try:
         parts = sorted(str(p) for p in (root / "tasks").glob("*.parquet"))

@@ -457,6 +457,11 @@ def test_cli_export_and_errors(tmp_path):
     none = run_cli("export", str(out), "--where", "false", "-o", str(tmp_path / "x.json"))
     assert none.returncode == 1 and b"no task matches" in none.stderr
     assert not (tmp_path / "x.json").exists()
+    (tmp_path / "file.json").write_text("{}")
+    both = run_cli("export", str(out), "--file", str(src), "--file", str(src.parent),
+                   "--format", "dataloop", "-o", str(tmp_path / "file.json"))
+    assert both.returncode == 1 and b"no task matches" in both.stderr  # no Dataloop items
+    assert run_cli("export", str(tmp_path / "in"), "-o", "x").returncode == 1  # not converted
     ner = run_cli("export", str(out), "--as-predictions", "--model-version", "v3",
                   "-o", str(tmp_path / "p.json"))
     assert ner.returncode == 0, ner.stderr
@@ -484,6 +489,17 @@ def test_failed_export_leaves_no_output(tmp_path):
     with pytest.raises(AnnostreamError, match="converted more than once"):
         export(out, target)
     assert list(target.iterdir()) == []
+
+
+def test_several_inputs_refuse_a_file_as_output(tmp_path):
+    a = write(tmp_path / "in" / "a.json", ner_tasks())
+    b = write(tmp_path / "in" / "b.json", ner_tasks())
+    out = tmp_path / "tables"
+    convert([str(a), str(b)], out)
+    target = write(tmp_path / "taken.json", [])
+    with pytest.raises(AnnostreamError, match="is a file, but the selection spans several"):
+        export(out, target)
+    assert json.loads(target.read_text()) == []
 
 
 @pytest.mark.xfail(strict=True, reason="known loss: child rows carry only task_id, so two "
