@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	rm -rf demo_out
 	$(BIN)/annostream convert sample_data/ -o demo_out/
-	$(BIN)/python -c "import json; m = json.load(open('demo_out/_manifest.json')); print('rows per table:', m['rows'])"
+	$(BIN)/annostream tables demo_out/ --format table
+	$(BIN)/annostream query demo_out/ --format table "SELECT source, type, count(*) AS n FROM results GROUP BY ALL ORDER BY n DESC, type LIMIT 15"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
