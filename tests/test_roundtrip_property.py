@@ -187,3 +187,93 @@ def test_any_label_studio_export_round_trips(tasks, ndjson):
         export(Path(tmp) / "tables", rebuilt)
         found = json_diff(json_values(src), json_values(rebuilt))
         assert found is None, found
+
+
+# -- Dataloop items ----------------------------------------------------------------------------
+
+def _dl_ts(d: datetime, style: int) -> str:
+    return [d.isoformat(timespec="milliseconds").replace("+00:00", "Z"), d.isoformat()][style]
+
+
+dl_timestamps = drift(st.builds(_dl_ts, st.datetimes(min_value=datetime(1970, 1, 1),
+                                                     max_value=datetime(2100, 1, 1),
+                                                     timezones=st.just(timezone.utc)),
+                                st.integers(0, 1)))
+point = st.fixed_dictionaries({"x": floats | small_ints, "y": floats | small_ints},
+                              optional={"z": small_ints})
+coordinates = drift(st.lists(point, min_size=2, max_size=3) | point
+                    | st.lists(st.lists(point, max_size=3), max_size=2)
+                    | st.fixed_dictionaries({"center": point, "rx": floats, "ry": floats},
+                                            optional={"angle": floats}))
+DL_TYPES = ["box", "segment", "polyline", "point", "ellipse", "class", "text_mark", "subtitle",
+            "note", "cube", "binary", "brandnew"]
+snapshot = with_unknown({"frame": drift(small_ints), "fixed": drift(st.booleans()),
+                         "objectVisible": drift(st.booleans()), "label": drift(st.text(max_size=4)),
+                         "type": drift(st.sampled_from(["box", "LINEAR"])), "data": coordinates,
+                         "attributes": json_values_st, "namedAttributes": json_values_st},
+                        frozenset())
+system = with_unknown({"objectId": ids, "parentId": drift(st.text(max_size=4)),
+                       "frame": drift(small_ints), "endFrame": drift(small_ints),
+                       "startTime": drift(floats), "endTime": drift(floats),
+                       "automated": drift(st.booleans()), "attributes": json_values_st,
+                       "snapshots_": drift(st.lists(snapshot, max_size=3))}, frozenset())
+dl_annotation = with_unknown(
+    {"id": drift(st.text(max_size=6)), "_id": st.text(max_size=6),
+     # a list or object `type` crashes the Dataloop reader (reported on issue 6)
+     "type": st.sampled_from(DL_TYPES) | st.text(max_size=4) | st.none() | small_ints,
+     "label": drift(st.text(max_size=5)),
+     "coordinates": coordinates, "attributes": json_values_st, "creator": drift(st.text(max_size=5)),
+     "updatedBy": drift(st.text(max_size=5)), "source": drift(st.text(max_size=3)),
+     "createdAt": dl_timestamps, "updatedAt": dl_timestamps, "description": json_values_st,
+     "labelSuggestions": json_values_st,
+     "metadata": drift(st.fixed_dictionaries({}, optional={"system": drift(system), "user": deep}))},
+    frozenset())
+media = st.sampled_from(["image/jpeg", "video/mp4", "audio/wav", "text/plain"])
+item_meta = st.fixed_dictionaries({}, optional={
+    "fps": drift(small_ints), "system": with_unknown(
+        {"mimetype": drift(media), "fps": drift(floats), "width": drift(small_ints),
+         "height": drift(small_ints), "duration": drift(floats)}, frozenset()), "user": deep})
+item = with_unknown(
+    {"id": drift(st.text(min_size=1, max_size=8)), "_id": st.text(max_size=8), "datasetId": ids,
+     "createdAt": dl_timestamps, "updatedAt": dl_timestamps, "dir": drift(st.text(max_size=5)),
+     "name": drift(st.text(max_size=5)), "url": st.text(max_size=5), "metadata": drift(item_meta),
+     "itemMetadata": item_meta,
+     "annotations": st.lists(dl_annotation, max_size=3) | st.text(max_size=8) | st.none()},
+    frozenset({"filename", "shebang", "annotationsCount", "manifestVersion", "exportId",
+               "partitioning", "elements"})
+).flatmap(lambda i: st.builds(lambda f: {"filename": f, **i}, drift(st.text(max_size=8))))
+
+
+def _dl_distinct(items: list) -> list:
+    """Item ids unique, annotation ids unique per item (see distinct_ids)."""
+    seen, out = set(), []
+    for it in items:
+        key = _id_text(it.get("id", it.get("_id")))
+        if key is not None and key in seen:
+            continue
+        seen.add(key)
+        if type(it.get("annotations")) is list:
+            ids_ = set()
+            kept = []
+            for a in it["annotations"]:
+                aid = _id_text(a.get("id", a.get("_id")))
+                if aid is None or aid not in ids_:
+                    kept.append(a)
+                    ids_.add(aid)
+            it["annotations"] = kept
+        out.append(it)
+    return out
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(items=st.lists(item, min_size=1, max_size=3).map(_dl_distinct))
+def test_any_dataloop_export_round_trips(items):
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "dataset.json"
+        src.write_text(json.dumps(items, ensure_ascii=False))
+        convert([str(src)], Path(tmp) / "tables")
+        rebuilt = Path(tmp) / "rebuilt.json"
+        export(Path(tmp) / "tables", rebuilt)
+        found = json_diff(json_values(src), json_values(rebuilt))
+        assert found is None, found
