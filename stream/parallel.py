@@ -21,11 +21,12 @@ from __future__ import annotations
 import io
 import multiprocessing as mp
 import os
+import re
 from dataclasses import dataclass
 
 import ijson
 
-from .elements import Fallback, check, decode, elements, first_key, separator
+from .elements import WS, Fallback, check, decode, elements, first_key, separator
 from .errors import AnnostreamError, InputError
 from .formats import BOM, WHITESPACE, FileStats, Readers, read_source, sniff
 from .sources import MAGIC, Source, decompressed
@@ -34,6 +35,8 @@ from .writer import Buffers, Output
 RANGE_BYTES = 32 << 20  # target bytes per job: small enough to balance, large enough to matter
 RANGES_PER_WORKER = 4
 WINDOW = 1 << 20  # bytes searched for a candidate boundary after each split offset
+# An object's opening up to its second key: `{"id": 1001, "data"` (first value a number or string).
+SECOND = rb"\{" + WS + b"%s" + WS + b":" + WS + rb'(?:-?\d+|"(?:[^"\\]|\\.)*")' + WS + b"," + WS
 
 
 @dataclass(frozen=True)
@@ -156,14 +159,21 @@ def _plain(src: Source) -> bool:
 
 def _candidates(src: Source, key: bytes, first: int, ranges: int) -> list[int]:
     """Candidate range starts: the first element, then the first separator after each of
-    `ranges - 1` equally spaced offsets."""
+    `ranges - 1` equally spaced offsets. A separator whose object also has the first
+    element's second key is preferred: nested objects often open like a task (`{"id":` of
+    an annotation) but rarely go on like one, and every wrong candidate costs a rescan."""
     sep, out = separator(key), [first]
     raw = src.open()
     try:
+        head = raw.read(WINDOW)
+        m = re.compile(SECOND % re.escape(key) + rb'("(?:[^"\\]|\\.)*")').match(head, first)
+        strict = m and re.compile(rb"\}" + WS + b"," + WS + rb"(" + SECOND % re.escape(key)
+                                  + re.escape(m.group(1)) + WS + b":)")
         for k in range(1, ranges):
             target = first + (src.size - first) * k // ranges
             raw.seek(target)
-            m = sep.search(raw.read(WINDOW))
+            window = raw.read(WINDOW)
+            m = (strict and strict.search(window)) or sep.search(window)
             if m and target + m.start(1) > out[-1]:
                 out.append(target + m.start(1))
     finally:
