@@ -7,10 +7,11 @@ batch at a time. The converter writes a task's rows before the next task's in ev
 (a task, then its annotations in list order, each followed by its results, relations and
 keyframes), so one merge walk over the five streams hands every task its child rows with no
 join, no sort and no index: linear in the data, memory bounded by one batch per table plus
-the task being written. A child row belongs to the owner at the head of the walk when its
-keys match and its order key (list, position) keeps increasing; a repeated key starts the
-next owner with the same id (legacy storage folders hold one file per annotation, each with
-the same task).
+the task being written. A child row belongs to the task at the head of the walk when its
+link (`file`, `task_position`) is the task's (`file`, `position`), so tasks sharing an id
+never share rows; within the task, to the annotation at the head when (kind, annotation_id)
+match and its order key keeps increasing (a repeated key starts the next annotation with the
+same id).
 
 Selection. `--where` (an SQL predicate on `tasks`, other tables usable in subqueries) and
 `--file` become one DuckDB query that returns the (part file, row) of every selected task in
@@ -48,7 +49,7 @@ import pyarrow.parquet as pq
 from .errors import AnnostreamError
 from .formats import dataloop as dl
 from .formats import labelstudio as ls
-from .formats.common import ABSENT, LISTED, dumps, restore_id, restore_ts
+from .formats.common import ABSENT, ESCAPED, LISTED, dumps, restore_id, restore_ts
 from .query import connect, sql_error
 from .tables import TABLES
 
@@ -67,6 +68,12 @@ class _Rows:
     def __init__(self, folder: Path, table: str, batch_rows: int) -> None:
         self.table = table
         self.parts = sorted(str(p) for p in (folder / table).glob("*.parquet"))
+        for path in self.parts:
+            names = pq.read_schema(path).names
+            if table != "tasks" and "task_position" not in names:
+                raise AnnostreamError(f"{path} was written by an older annostream (no "
+                                      "file/task_position link to its task): convert the inputs "
+                                      "again to export them")
         self._it = self._iter(batch_rows)
         self.head: dict | None = None
         self.advance()
@@ -130,27 +137,6 @@ def _ann_order(r: dict) -> tuple:
     return (KIND_ORDER.get(r["kind"], 8), LISTED in _x(r), r["position"])
 
 
-def _lists(t: dict) -> set[str]:
-    """The lists a task's annotation rows can come from ('~storage': the legacy storage
-    annotation that holds the task)."""
-    keys = set(t.get("list_keys") or ())
-    if t.get("form") == "storage-annotation":
-        keys.add("~storage")
-    if "annotations" in keys or "completions" in keys:
-        keys.add("~annotation")
-    return keys
-
-
-def _list_of(r: dict) -> str:
-    """The list an annotation row came from, as far as the row tells ('~annotation':
-    `annotations` or pre-1.0 `completions`, whichever the task has)."""
-    if r["position"] < 0:
-        return "~storage"
-    if r["kind"] in KIND_LIST:
-        return KIND_LIST[r["kind"]]
-    return _x(r).get(LISTED) or "~annotation"
-
-
 def _has_results(a: dict) -> bool:
     """Whether result rows may follow an annotation row (an empty list or a bare id has none;
     a Dataloop annotation always has its one result row)."""
@@ -172,30 +158,32 @@ def walk(folder: Path, batch_rows: int = BATCH_ROWS,
             chosen = nxt == t["_at"]
             if chosen:
                 nxt = next(selected, None)
-        src, tid = t["source"], t["task_id"]
-        lists = _lists(t)
+        file, pos = t["file"], t["position"]
+
+        def of_task(r: dict) -> bool:
+            return r["task_position"] == pos and r["file"] == file
+
         children = []
-        if lists:
-            for a in anns.take(lambda r: r["source"] == src and r["task_id"] == tid
-                               and _list_of(r) in lists, _ann_order):
-                ann = Annotation(a)
-                if _has_results(a):
-                    kind, aid = a["kind"], a["annotation_id"]
+        for a in anns.take(of_task, _ann_order):
+            ann = Annotation(a)
+            if _has_results(a):
+                kind, aid = a["kind"], a["annotation_id"]
 
-                    def same(r: dict) -> bool:
-                        return r["source"] == src and r["kind"] == kind and r["annotation_id"] == aid
+                def same(r: dict) -> bool:
+                    return of_task(r) and r["kind"] == kind and r["annotation_id"] == aid
 
-                    ann.results = res.take(same, _position)
-                    ann.relations = rels.take(same, _position)
-                    ann.keyframes = kfs.take(same, _kf_order)
-                children.append(ann)
+                ann.results = res.take(same, _position)
+                ann.relations = rels.take(same, _position)
+                ann.keyframes = kfs.take(same, _kf_order)
+            children.append(ann)
         yield Task(t, children, chosen)
     for rows in (anns, res, rels, kfs):
         if rows.head is not None:
+            h = rows.head
             raise AnnostreamError(
-                f"{folder}: {rows.table} row {rows.head['_at'][1]} of {rows.head['_at'][0]} "
-                f"belongs to no task (task {rows.head['task_id']!r}); the tables do not come "
-                "from one conversion")
+                f"{folder}: {rows.table} row {h['_at'][1]} of {h['_at'][0]} belongs to no task "
+                f"(task {h['task_id']!r}, position {h['task_position']} of {h['file']}); the "
+                "tables do not come from one conversion")
 
 
 def _position(r: dict) -> int:
@@ -226,12 +214,16 @@ def _ts(obj: dict, row: dict, keys: tuple, digits: int) -> None:
 
 
 def _finish(obj: dict, row: dict) -> dict:
-    """Drop keys filled although absent, then lay `extra` over the object (it wins)."""
+    """Drop keys filled although absent, then lay `extra` over the object (it wins), the
+    input's own keys named like reserved ones last."""
     extra = dict(_x(row))
     for key in extra.pop(ABSENT, ()):
         obj.pop(key, None)
     extra.pop(LISTED, None)
+    escaped = extra.pop(ESCAPED, None)
     obj.update(extra)
+    if escaped:
+        obj.update(escaped)
     return obj
 
 

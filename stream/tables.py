@@ -14,7 +14,15 @@ in `extra` as well. `extra[key]` therefore always wins over the typed column whe
 A typed column filled although its key was absent from the input (a synthetic id, pre-1.0
 `skipped` read as `was_cancelled`) is listed in the reserved `extra` key "~absent". An
 annotation read from pre-1.0 `completions` of a task that also has `annotations` carries the
-reserved `extra` key "~list": "completions" (both lists give kind 'annotation').
+reserved `extra` key "~list": "completions" (both lists give kind 'annotation'). An input key
+that is itself named "~absent", "~list" or "~escaped" is kept under the reserved `extra` key
+"~escaped" (`{"~absent": <the input's value>}`), so the reserved keys are always the
+converter's own and the input's key comes back as it was.
+A task row is identified by (`file`, `position`) within a conversion (ids may repeat: two
+snapshots of one project converted together); every child row (annotations, results,
+relations, keyframes) carries its task's `file` and `task_position`, which link it to exactly
+one task row, and an annotation's children belong to the annotation of that task with their
+(`kind`, `annotation_id`).
 Columns that copy parts of a JSON column (`results.labels`, `x`, ... from `value`) are
 conveniences: the JSON column stays whole.
 """
@@ -72,12 +80,23 @@ KIND = _c(
 ANNOTATION_ID = _c(
     "annotation_id", pa.string(),
     "Id of the annotation, prediction or draft as text; '~<task_id>/<kind letter><position>' "
-    "when the input has none. Unique per (source, kind).",
+    "when the input has none. Unique per (file, task_position, kind) when the input's ids are; "
+    "repeats across snapshots of one project.",
 )
 REGION_ID = _c(
     "region_id", pa.string(),
     "Region id: Label Studio result `id` (results sharing it form one region), Dataloop "
     "`metadata.system.objectId` or else the annotation id; '~<position>' when missing.",
+)
+FILE_LINK = _c(
+    "file", pa.string(),
+    "Input name of the row's task (`tasks.file`); with `task_position` it links the row to "
+    "its task row.",
+)
+TASK_POSITION = _c(
+    "task_position", pa.int64(),
+    "`tasks.position` of the row's task: (`file`, `task_position`) is its task's key, also "
+    "where task ids repeat.",
 )
 EXTRA = _c(
     "extra", JSON,
@@ -96,8 +115,10 @@ GEOMETRY = (
 
 TASKS = Table(
     "tasks",
-    "One row per Label Studio task or Dataloop item.",
-    ("source", "task_id"),
+    "One row per Label Studio task or Dataloop item. `task_id` may repeat (two snapshots of "
+    "one project converted together); (file, position) identifies the row within a "
+    "conversion (`convert --append` of one input twice repeats it).",
+    ("file", "position"),
     (
         SOURCE,
         TASK_ID,
@@ -138,10 +159,12 @@ TASKS = Table(
 ANNOTATIONS = Table(
     "annotations",
     "One row per annotation, prediction and draft (Label Studio) or annotation (Dataloop).",
-    ("source", "kind", "annotation_id"),
+    ("file", "task_position", "kind", "annotation_id"),
     (
         SOURCE,
         TASK_ID,
+        FILE_LINK,
+        TASK_POSITION,
         KIND,
         _c("position", pa.int64(), "0-based place in its list (`annotations`, `predictions`, "
            "`drafts`, `completions`); -1 for the annotation that is itself the file in the "
@@ -172,10 +195,12 @@ ANNOTATIONS = Table(
 RESULTS = Table(
     "results",
     "One row per result item (region part) that is not a relation; Dataloop: one per annotation.",
-    ("source", "kind", "annotation_id", "position"),
+    ("file", "task_position", "kind", "annotation_id", "position"),
     (
         SOURCE,
         TASK_ID,
+        FILE_LINK,
+        TASK_POSITION,
         KIND,
         ANNOTATION_ID,
         _c("position", pa.int64(), "0-based place in the annotation's `result` list (relations "
@@ -223,10 +248,12 @@ RESULTS = Table(
 RELATIONS = Table(
     "relations",
     "One row per relation result (type 'relation').",
-    ("source", "kind", "annotation_id", "position"),
+    ("file", "task_position", "kind", "annotation_id", "position"),
     (
         SOURCE,
         TASK_ID,
+        FILE_LINK,
+        TASK_POSITION,
         KIND,
         ANNOTATION_ID,
         _c("position", pa.int64(), "0-based place in the annotation's `result` list."),
@@ -242,10 +269,12 @@ KEYFRAMES = Table(
     "keyframes",
     "One row per stored video keyframe: Label Studio `videorectangle` sequence entries, "
     "Dataloop track start states and `snapshots_`.",
-    ("source", "kind", "annotation_id", "result_position", "position"),
+    ("file", "task_position", "kind", "annotation_id", "result_position", "position"),
     (
         SOURCE,
         TASK_ID,
+        FILE_LINK,
+        TASK_POSITION,
         KIND,
         ANNOTATION_ID,
         REGION_ID,

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 from conftest import SAMPLES, run_cli
 
-from stream import convert
+from stream import connect, convert
 from stream.errors import AnnostreamError
 from stream.export import export
 
@@ -502,9 +502,6 @@ def test_several_inputs_refuse_a_file_as_output(tmp_path):
     assert json.loads(target.read_text()) == []
 
 
-@pytest.mark.xfail(strict=True, reason="known loss: child rows carry only task_id, so two "
-                   "tasks with the same id, the first with an empty list, cannot be told apart "
-                   "(needs a task-row link in the child tables; reported on issue 6)")
 def test_same_task_id_in_two_snapshots_with_an_empty_list_first(tmp_path):
     monday = write(tmp_path / "in" / "monday.json", [{"id": 5, "data": {}, "annotations": []}])
     tuesday = write(tmp_path / "in" / "tuesday.json",
@@ -512,3 +509,80 @@ def test_same_task_id_in_two_snapshots_with_an_empty_list_first(tmp_path):
     rebuilt = roundtrip(tmp_path, monday, tuesday)
     assert_same_file(monday, rebuilt / "monday.json")
     assert_same_file(tuesday, rebuilt / "tuesday.json")
+
+
+def snapshot(day: int) -> list:
+    """One project on one day: the same task and annotation ids every day, the work changing
+    (a task whose lists are empty one day, a region added, an item's annotation relabelled)."""
+    region = {"id": "r", "type": "labels", "from_name": "l", "to_name": "t",
+              "value": {"start": 0, "end": 1, "labels": [f"day{day}"]}}
+    video = {"id": "v", "type": "videorectangle", "from_name": "b", "to_name": "video",
+             "value": {"framesCount": 9, "sequence": [
+                 {"frame": f, "enabled": True, "x": f + day} for f in range(1, day + 2)]}}
+    return [
+        {"id": 5, "data": {"t": "a"}, "annotations": [] if day == 0 else [
+            {"id": 1, "result": [region] * day + [video]}],
+         "predictions": [{"id": 2, "result": [region, {"type": "relation", "from_id": "r",
+                                                       "to_id": "r", "labels": [str(day)]}]}]},
+        {"id": 6, "data": {"t": "b"}, "annotations": [{"id": 3, "result": [region] * (1 - day % 2)}]},
+        {"id": 5, "data": {"t": "a, again in one file"}, "annotations": [{"id": 1, "result": []}]},
+    ]
+
+
+def test_same_task_ids_in_files_converted_in_one_run(tmp_path):
+    """Three days of one project in one run (one Label Studio day as NDJSON, Dataloop items of
+    one id in two files): every file comes back with its own children, and a selection by id
+    picks the task of each file without mixing their rows."""
+    days = [write(tmp_path / "in" / f"day{d}.json", snapshot(d)) for d in range(3)]
+    ndjson = tmp_path / "in" / "day3.ndjson"
+    ndjson.write_text("".join(json.dumps(t) + "\n" for t in snapshot(3)))
+    items = dataloop_items()
+    relabelled = json.loads(json.dumps(items))
+    relabelled[0]["annotations"][0]["label"] = "lion"
+    del relabelled[2]["annotations"][1:]
+    dl = [write(tmp_path / "in" / "dl1.json", items), write(tmp_path / "in" / "dl2.json", relabelled)]
+    rebuilt = roundtrip(tmp_path, *days, ndjson, *dl)
+    for src in (*days, ndjson, *dl):
+        assert_same_file(src, rebuilt / src.name)
+    picked = tmp_path / "picked"
+    export(tmp_path / "tables", f"{picked}/", where="task_id = '5'")
+    for d, src in enumerate(days):
+        assert json_diff(json_values(picked / src.name), [[snapshot(d)[0], snapshot(d)[2]]]) is None
+
+
+def test_input_keys_named_like_the_reserved_extra_keys(tmp_path):
+    """"~absent", "~list" and "~escaped" are the converter's own `extra` keys; an input key of
+    that name (any value) is kept aside, also on objects that get a reserved key themselves
+    (a missing id, pre-1.0 `skipped`, an old Dataloop `_id`)."""
+    odd = {"~absent": "not a list", "~list": 5, "~escaped": {"~absent": ["id"]}}
+    ls_tasks = [
+        {"data": {"~absent": 1}, **odd, "annotations": [  # flat id: "id" in the task's ~absent
+            {"skipped": True, "~absent": None, "~list": "completions", "result": [
+                {"id": "v", "type": "videorectangle", "~escaped": 1, "value": {"sequence": [
+                    {"frame": 1, "~absent": ["frame"]}, {"frame": 2, "enabled": True}]}},
+                {"type": "relation", "from_id": "v", "to_id": "v", "~list": []}]}],
+         "completions": [{"id": 9, "result": [], "~absent": {}}]},
+        {"id": 1, "data": {}, "~absent": ["data"]}]
+    items = [{"_id": "i1", "filename": "/a.jpg", "~absent": "x", "annotations": [
+        {"type": "box", "~absent": "y", "metadata": {"system": {"objectId": "1"}},
+         "coordinates": []}]}]
+    ls, dl = write(tmp_path / "in" / "ls.json", ls_tasks), write(tmp_path / "in" / "dl.json", items)
+    rebuilt = roundtrip(tmp_path, ls, dl)
+    assert_same_file(ls, rebuilt / "ls.json")
+    assert_same_file(dl, rebuilt / "dl.json")
+
+
+def test_dataloop_annotation_types_that_are_not_strings_are_kept(tmp_path):
+    """An unknown `type` is kept, whatever its JSON type (no geometry is read from it)."""
+    box = [{"x": 1, "y": 2}, {"x": 3, "y": 4}]
+    item = {"id": "i1", "filename": "/v.mp4", "metadata": {"system": {"mimetype": "video/mp4"}},
+            "annotations": [{"id": f"a{i}", "type": typ, "coordinates": box,
+                             "metadata": {"system": {"snapshots_": [{"frame": 1, "data": box}]}}}
+                            for i, typ in enumerate([["box"], {"box": True}, 7, None, "box"])]}
+    src = write(tmp_path / "in" / "item.json", item)
+    rebuilt = roundtrip(tmp_path, src)
+    assert_same_file(src, rebuilt / "item.json")
+    widths = connect(tmp_path / "tables").sql(
+        "SELECT annotation_id, type, width FROM results ORDER BY annotation_id").fetchall()
+    assert widths == [(a["id"], a["type"], box[1]["x"] - box[0]["x"]) if a["type"] == "box"
+                      else (a["id"], None, None) for a in item["annotations"]]

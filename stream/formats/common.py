@@ -14,6 +14,12 @@ import orjson
 
 ABSENT = "~absent"  # extra key listing typed keys filled although absent from the input
 LISTED = "~list"  # annotation extra key: its task list when the kind alone cannot tell it
+ESCAPED = "~escaped"  # extra key holding the input's own keys that are named like these three
+RESERVED = frozenset({ABSENT, LISTED, ESCAPED})
+
+# JSON types a typed column accepts (see `fill_plain`).
+STR, INT, NUM, BOOL = frozenset({str}), frozenset({int}), frozenset({int, float}), frozenset({bool})
+NONE = frozenset({type(None)})
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
@@ -29,6 +35,29 @@ def dumps(v: Any) -> str:
         return orjson.dumps(v).decode()
     except TypeError:  # orjson.JSONEncodeError is one
         return _encode(v)
+
+
+def extra_of(obj: dict, known: frozenset) -> dict:
+    """The keys of `obj` without a typed column, for its `extra`. An input key named like a
+    reserved key moves under extra["~escaped"], so the reserved keys at the top of `extra`
+    are always the converter's own and the input's value comes back as it was."""
+    extra = {k: v for k, v in obj.items() if k not in known}
+    if extra and not RESERVED.isdisjoint(extra):
+        extra[ESCAPED] = {k: extra.pop(k) for k in [k for k in extra if k in RESERVED]}
+    return extra
+
+
+def fill_plain(obj: dict, plain: tuple, cols: dict, i: int, extra: dict) -> None:
+    """Typed keys into their columns, `plain` being (input key, column, accepted JSON types)
+    triples; a value of another JSON type (or an int too large for the column to hold
+    exactly) goes to `extra` as is."""
+    for key, col, ok in plain:
+        if key in obj:
+            v = obj[key]
+            if type(v) in ok and (type(v) is not int or -EXACT_INT <= v <= EXACT_INT):
+                cols[col][i] = v
+            else:
+                extra[key] = v
 
 
 def jtype(v: Any) -> str:

@@ -83,8 +83,8 @@ import ijson
 from ..errors import InputError, TaskError
 from ..sources import Reader
 from ..writer import Buffers
-from .common import ABSENT, dumps, id_fit, is_num, jtype, ts_fit
-from .labelstudio import BOOL, INT, STR, _extra, _fill
+from .common import (ABSENT, BOOL, INT, STR, dumps, extra_of, fill_plain, id_fit, is_num, jtype,
+                     ts_fit)
 
 SOURCE = "dataloop"
 TS_DIGITS = 3  # Dataloop writes milliseconds: 2022-06-07T09:13:41.000Z
@@ -206,6 +206,7 @@ class Dataloop:
         self.acols = {c: self.a.at(c) for c in self.a.table.names}
         self.rcols = {c: self.r.at(c) for c in self.r.table.names}
         self.kcols = {c: self.k.at(c) for c in self.k.table.names}
+        self.file, self.position = "", 0  # the item being added: its child rows' link
 
     def add(self, obj: Any, file: str, position: int, container: str) -> None:
         """One item (or, for container 'elements', one `(element, document meta)` pair)."""
@@ -216,12 +217,13 @@ class Dataloop:
             raise TaskError(f"expected a Dataloop item object, got {jtype(obj)}")
         if ITEM_MARKERS.isdisjoint(obj):
             raise TaskError("not a Dataloop item: the object has none of 'id', '_id', 'filename'")
+        self.file, self.position = file, position
         self._item(obj, file, position, container)
 
     # -- items ------------------------------------------------------------------------------
     def _item(self, item: dict, file: str, position: int, container: str) -> None:
         c, i = self.tcols, self.t.n
-        extra = _extra(item, ITEM_KNOWN)
+        extra = extra_of(item, ITEM_KNOWN)
         task_id = _id(item, c["task_id"], i, extra, f"~{file}#{position}")
         if "datasetId" in item:
             c["project_id"][i], keep = id_fit(item["datasetId"], False)
@@ -295,14 +297,15 @@ class Dataloop:
         if type(ann) is not dict:
             raise TaskError(f"annotation {p} is {jtype(ann)}, expected an object")
         c, i = self.acols, self.a.n
-        extra = _extra(ann, ANNOTATION_KNOWN)
+        extra = extra_of(ann, ANNOTATION_KNOWN)
         aid = _id(ann, c["annotation_id"], i, extra, f"~{task_id}/a{p}")
         c["source"][i] = SOURCE
         c["task_id"][i] = task_id
+        c["file"][i], c["task_position"][i] = self.file, self.position
         c["kind"][i] = "annotation"
         c["position"][i] = p
         c["form"][i] = "object"
-        _fill(ann, ANNOTATION_PLAIN, c, i, extra)
+        fill_plain(ann, ANNOTATION_PLAIN, c, i, extra)
         creator = c["completed_by"].get(i)
         if creator is not None and "@" in creator:  # Dataloop users are emails
             c["completed_by_email"][i] = creator
@@ -325,8 +328,9 @@ class Dataloop:
         typ = ann.get("type")
         if type(typ) is str:
             c["type"][i] = typ
-        elif "type" in ann:
+        elif "type" in ann:  # kept as is; no geometry can be read without a type name
             extra["type"] = typ
+            typ = None
         label = ann.get("label")
         if type(label) is str:
             c["labels"][i] = [label]
@@ -336,6 +340,7 @@ class Dataloop:
         rid = oid if oid is not None else aid
         c["source"][i] = SOURCE
         c["task_id"][i] = task_id
+        c["file"][i], c["task_position"][i] = self.file, self.position
         c["kind"][i] = "annotation"
         c["annotation_id"][i] = aid
         c["position"][i] = 0
@@ -382,6 +387,7 @@ class Dataloop:
             i = self.k.n
             c["source"][i] = SOURCE
             c["task_id"][i] = task_id
+            c["file"][i], c["task_position"][i] = self.file, self.position
             c["kind"][i] = "annotation"
             c["annotation_id"][i] = aid
             c["region_id"][i] = rid
@@ -403,8 +409,8 @@ class Dataloop:
                 if type(snap) is not dict:
                     raise TaskError(f"annotation {aid}: snapshot {p - 1} is {jtype(snap)}, "
                                     "expected an object")
-                extra = _extra(snap, SNAPSHOT_KNOWN)
-                _fill(snap, SNAPSHOT_PLAIN, c, i, extra)
+                extra = extra_of(snap, SNAPSHOT_KNOWN)
+                fill_plain(snap, SNAPSHOT_PLAIN, c, i, extra)
                 snap_attributes = attributes_of(snap.get("attributes", MISSING),
                                                 snap.get("namedAttributes"))
                 if snap_attributes is not MISSING:

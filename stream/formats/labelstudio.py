@@ -11,13 +11,11 @@ from typing import Any
 
 from ..errors import TaskError
 from ..writer import Buffers
-from .common import ABSENT, EXACT_INT, LISTED, dumps, id_fit, jtype, str_list, ts_fit
+from .common import (ABSENT, BOOL, EXACT_INT, INT, LISTED, NONE, NUM, STR, dumps, extra_of,
+                     fill_plain, id_fit, jtype, str_list, ts_fit)
 
 SOURCE = "labelstudio"
 TS_DIGITS = 6  # Label Studio writes microseconds: 2021-03-09T21:52:49.513742Z
-
-STR, INT, NUM, BOOL = frozenset({str}), frozenset({int}), frozenset({int, float}), frozenset({bool})
-NONE = frozenset({type(None)})
 
 # (input key, column, accepted JSON types): plain typed keys of each object kind.
 TASK_PLAIN = (("total_annotations", "total_annotations", INT),
@@ -62,22 +60,6 @@ GEOMETRY_KEYS = frozenset(GEOMETRY) | {"points"}
 TIME_TYPES = frozenset({"timeserieslabels"})
 
 
-def _fill(obj: dict, plain: tuple, cols: dict, i: int, extra: dict) -> None:
-    """Typed keys into their columns; a value of another JSON type (or an int too large for the
-    column to hold exactly) goes to `extra` as is."""
-    for key, col, ok in plain:
-        if key in obj:
-            v = obj[key]
-            if type(v) in ok and (type(v) is not int or -EXACT_INT <= v <= EXACT_INT):
-                cols[col][i] = v
-            else:
-                extra[key] = v
-
-
-def _extra(obj: dict, known: frozenset) -> dict:
-    return {k: v for k, v in obj.items() if k not in known}
-
-
 class LabelStudio:
     """Writes Label Studio tasks into a set of table buffers."""
 
@@ -92,12 +74,14 @@ class LabelStudio:
         self.rcols = {c: self.r.at(c) for c in self.r.table.names}
         self.relcols = {c: self.rel.at(c) for c in self.rel.table.names}
         self.kcols = {c: self.k.at(c) for c in self.k.table.names}
+        self.file, self.position = "", 0  # the task being added: its child rows' link
 
     # -- tasks ------------------------------------------------------------------------------
     def add(self, obj: Any, file: str, position: int, container: str) -> None:
         """One task (or flat import object, or legacy storage annotation) into rows."""
         if type(obj) is not dict:
             raise TaskError(f"expected a task object, got {jtype(obj)}")
+        self.file, self.position = file, position
         if "data" in obj:
             self._task(obj, file, position, container, "task")
         elif type(obj.get("task")) is dict and "result" in obj:
@@ -109,7 +93,7 @@ class LabelStudio:
 
     def _task(self, task: dict, file: str, position: int, container: str, form: str) -> str:
         c, i = self.tcols, self.t.n
-        extra = _extra(task, TASK_KNOWN)
+        extra = extra_of(task, TASK_KNOWN)
         task_id = self._id(task, "id", c["task_id"], i, extra,
                            lambda: f"~{file}#{position}", flag=form != "flat")
         self._id(task, "project", c["project_id"], i, extra)
@@ -124,7 +108,7 @@ class LabelStudio:
             c["meta"][i] = dumps(task["meta"])
         self._ts(task, "created_at", c["created_at"], i, extra)
         self._ts(task, "updated_at", c["updated_at"], i, extra)
-        _fill(task, TASK_PLAIN, c, i, extra)
+        fill_plain(task, TASK_PLAIN, c, i, extra)
         lists = []
         for key in task:  # input order: list_keys restores the task's key order
             if key in LIST_KEYS:
@@ -151,6 +135,7 @@ class LabelStudio:
         c, i = self.acols, self.a.n
         c["source"][i] = SOURCE
         c["task_id"][i] = task_id
+        c["file"][i], c["task_position"][i] = self.file, self.position
         c["kind"][i] = kind
         c["position"][i] = position
         t = type(ann)
@@ -168,7 +153,7 @@ class LabelStudio:
             c["list_keys"][i] = []
             self.a.n += 1
             return
-        extra = _extra(ann, ANNOTATION_KNOWN)
+        extra = extra_of(ann, ANNOTATION_KNOWN)
         if listed:
             extra[LISTED] = listed
         aid = self._id(ann, "id", c["annotation_id"], i, extra,
@@ -187,7 +172,7 @@ class LabelStudio:
         self._id(ann, "updated_by", c["updated_by"], i, extra)
         self._ts(ann, "created_at", c["created_at"], i, extra)
         self._ts(ann, "updated_at", c["updated_at"], i, extra)
-        _fill(ann, ANNOTATION_PLAIN, c, i, extra)
+        fill_plain(ann, ANNOTATION_PLAIN, c, i, extra)
         if "was_cancelled" not in ann and type(ann.get("skipped")) is bool:  # pre-1.0
             c["was_cancelled"][i] = ann["skipped"]
             extra.setdefault(ABSENT, []).append("was_cancelled")
@@ -214,14 +199,15 @@ class LabelStudio:
                 self._relation(r, task_id, kind, aid, p)
                 continue
             i = self.r.n
-            extra = _extra(r, RESULT_KNOWN)
+            extra = extra_of(r, RESULT_KNOWN)
             rid = self._id(r, "id", c["region_id"], i, extra, lambda: f"~{p}", int_default=False)
             c["source"][i] = SOURCE
             c["task_id"][i] = task_id
+            c["file"][i], c["task_position"][i] = self.file, self.position
             c["kind"][i] = kind
             c["annotation_id"][i] = aid
             c["position"][i] = p
-            _fill(r, RESULT_PLAIN, c, i, extra)
+            fill_plain(r, RESULT_PLAIN, c, i, extra)
             if "value" in r:
                 v = r["value"]
                 if type(v) is dict:
@@ -282,13 +268,14 @@ class LabelStudio:
 
     def _relation(self, r: dict, task_id: str, kind: str, aid: str, p: int) -> None:
         c, i = self.relcols, self.rel.n
-        extra = _extra(r, RELATION_KNOWN)
+        extra = extra_of(r, RELATION_KNOWN)
         c["source"][i] = SOURCE
         c["task_id"][i] = task_id
+        c["file"][i], c["task_position"][i] = self.file, self.position
         c["kind"][i] = kind
         c["annotation_id"][i] = aid
         c["position"][i] = p
-        _fill(r, RELATION_PLAIN, c, i, extra)
+        fill_plain(r, RELATION_PLAIN, c, i, extra)
         if "labels" in r:
             labels = str_list(r["labels"])
             if labels is None:
@@ -308,7 +295,7 @@ class LabelStudio:
         m, put, fill, i0 = len(seq), self.k.put, self.k.fill, self.k.n
         extras = None
         if not all(map(KEYFRAME_KNOWN.issuperset, seq)):
-            extras = [_extra(kf, KEYFRAME_KNOWN) for kf in seq]
+            extras = [extra_of(kf, KEYFRAME_KNOWN) for kf in seq]
         frames, first = None, seq[0].keys()
         present = [k for k, _, _ in KEYFRAME_PLAIN if k in first]
         columns = {}
@@ -336,7 +323,8 @@ class LabelStudio:
                         extras = extras or [{} for _ in seq]
                         extras[j][key] = None
             put(col, i0, vals)
-        for col, value in (("source", SOURCE), ("task_id", task_id), ("kind", kind),
+        for col, value in (("source", SOURCE), ("task_id", task_id), ("file", self.file),
+                           ("task_position", self.position), ("kind", kind),
                            ("annotation_id", aid), ("region_id", rid), ("result_position", rpos)):
             fill(col, i0, m, value)
         put("position", i0, list(range(m)))
