@@ -27,6 +27,7 @@ DEFAULT_BATCH_ROWS = 65536
 COMPACT_ROWS = 4096  # rows per table held as Python objects before they become Arrow arrays
 BATCH_BYTES = 8 << 20  # a batch of wide rows (long texts, big values) is written earlier
 MANIFEST = "_manifest.json"
+ROLL_GROUPS = 64  # row groups per part file (see PartWriter)
 
 
 def to_array(values: list, type_: pa.DataType) -> pa.Array:
@@ -171,17 +172,34 @@ def _constant_tiling(runs: list, first: int, end: int) -> bool:
 
 
 class PartWriter:
-    """One Parquet file per table per writer, one row group per flushed batch."""
+    """The part files of one table for one writer, one row group per flushed batch.
 
-    def __init__(self, path: Path, table: Table) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.rows = 0
-        self._w = pq.ParquetWriter(path, table.schema, compression="zstd")
+    A ParquetWriter keeps the metadata of every row group it wrote until it closes (some
+    18 KB each), so one file per run would grow with the export: the writer moves on to a new
+    file every `ROLL_GROUPS` row groups. Files are named `<stem>-<k:05d>.parquet`, which sort
+    in write order, after the parts of earlier writers ('-' sorts before digits) and before
+    those of later ones.
+    """
+
+    def __init__(self, stem: Path, table: Table) -> None:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        self.stem, self.table = stem, table
+        self.rows = self.files = self._groups = 0
+        self._w = self._open()  # a table without rows still gets one (empty) file
+
+    def _open(self) -> pq.ParquetWriter:
+        path = self.stem.with_name(f"{self.stem.name}-{self.files:05d}.parquet")
+        self.files += 1
+        self._groups = 0
+        return pq.ParquetWriter(path, self.table.schema, compression="zstd")
 
     def write(self, t: pa.Table) -> None:
         if t.num_rows:
+            if self._groups >= ROLL_GROUPS:
+                self._w.close()
+                self._w = self._open()
             self._w.write_table(t)
+            self._groups += 1
             self.rows += t.num_rows
 
     def close(self) -> None:
@@ -189,12 +207,12 @@ class PartWriter:
 
 
 class Buffers:
-    """The five table buffers of one reader, flushed into one part file per table."""
+    """The five table buffers of one reader, flushed into part files per table."""
 
     def __init__(self, folder: Path, part: str, batch_rows: int = DEFAULT_BATCH_ROWS) -> None:
         self.batch_rows = batch_rows
         self.tables = {name: Buffer(t) for name, t in TABLES.items()}
-        self.writers = {name: PartWriter(folder / name / f"part-{part}.parquet", t)
+        self.writers = {name: PartWriter(folder / name / f"part-{part}", t)
                         for name, t in TABLES.items()}
 
     def __getitem__(self, name: str) -> Buffer:
