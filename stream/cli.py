@@ -76,8 +76,8 @@ def convert(inputs: tuple[str, ...], output: str, mode: str | None, on_error: st
         rows = ", ".join(f"{t} {n:,}" for t, n in run["rows"].items())
         click.echo(f"converted {len(run['inputs'])} input(s), {size / 1e6:,.1f} MB in "
                    f"{run['seconds']:.1f}s: {rows} -> {output}", err=True)
-        if run["skipped_tasks"]:
-            click.echo(f"skipped {len(run['skipped_tasks'])} bad task(s); see "
+        if run["skipped_count"]:
+            click.echo(f"skipped {run['skipped_count']} bad task(s); see "
                        f"{output}/_manifest.json", err=True)
 
 

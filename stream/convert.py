@@ -10,12 +10,12 @@ import os
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pyarrow as pa
 
 from . import __version__
-from .formats import FileStats, Readers, read_source
+from .formats import SKIPPED_LISTED, FileStats, Readers, read_source
 from .parallel import RANGE_BYTES, convert_parallel, default_workers
 from .progress import Progress
 from .sources import iter_sources
@@ -42,14 +42,17 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
     started, t0 = _now(), time.monotonic()
-    sources = list(iter_sources([os.fspath(i) for i in inputs]))  # file entries, not tasks
+    names = [os.fspath(i) for i in inputs]
     out = Output(output, mode)
+    stats = _Inputs()
     try:
         with _lean_process():
-            done = convert_parallel(sources, out, on_error, batch_rows,
-                                    default_workers() if workers is None else workers, range_bytes)
-            files, rows = done or _sequential(sources, out, on_error, batch_rows, progress)
-        manifest = _manifest(files, rows, started, time.monotonic() - t0, out)
+            rows = convert_parallel(names, out, on_error, batch_rows, stats.add,
+                                    default_workers() if workers is None else workers,
+                                    range_bytes)
+            if rows is None:
+                rows = _sequential(names, out, on_error, batch_rows, progress, stats.add)
+        manifest = _manifest(stats, rows, started, time.monotonic() - t0, out)
         out.commit(manifest)
         return manifest
     except BaseException:
@@ -57,19 +60,45 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
         raise
 
 
-def _sequential(sources: list, out: Output, on_error: str, batch_rows: int,
-                progress: bool) -> tuple[list[FileStats], dict[str, int]]:
+def _sequential(names: list[str], out: Output, on_error: str, batch_rows: int, progress: bool,
+                record: Callable[[FileStats, bool], None]) -> dict[str, int]:
+    """One source after the other, as they are found: nothing is held per input file."""
     bufs = Buffers(out.stage, out.part_prefix(), batch_rows)
     readers = Readers(bufs)
-    bar = Progress(sum(s.size or 0 for s in sources) or None, progress)
-    files: list[FileStats] = []
+    total = sum(s.size or 0 for s in iter_sources(names)) if progress else None
+    bar = Progress(total or None, progress)
     try:
-        for src in sources:
-            files.append(read_source(src, readers, on_error, bar.tick))
+        for src in iter_sources(names):
+            record(read_source(src, readers, on_error, bar.tick), True)
             bar.next_input(src.size)
     finally:
         bar.close()
-    return files, bufs.close()
+    return bufs.close()
+
+
+class _Inputs:
+    """The manifest's per-input summary, added up file by file as they are read (a million
+    small files cost a million FileStats otherwise); the first SKIPPED_LISTED skipped tasks
+    are listed, the rest only counted."""
+
+    def __init__(self) -> None:
+        self.inputs: dict[str, dict] = {}
+        self.skipped: list[dict] = []
+        self.skipped_count = 0
+
+    def add(self, f: FileStats, whole: bool) -> None:
+        """`whole`: f is a file or its first byte range (sizes and files count once)."""
+        entry = self.inputs.setdefault(f.input, {"name": f.input, "size": 0, "files": 0,
+                                                 "tasks": 0, "formats": []})
+        if whole:
+            entry["size"] += f.size or 0
+            entry["files"] += 1
+        entry["tasks"] += f.tasks
+        fmt = f"{f.platform}/{f.container}" if f.platform else "skipped (not JSON)"
+        if fmt not in entry["formats"]:
+            entry["formats"].append(fmt)
+        self.skipped += f.skipped[:SKIPPED_LISTED - len(self.skipped)]
+        self.skipped_count += f.skipped_count
 
 
 @contextmanager
@@ -88,26 +117,16 @@ def _lean_process():
         pa.set_memory_pool(pool)
 
 
-def _manifest(files: list[FileStats], rows: dict[str, int], started: str, seconds: float,
+def _manifest(stats: _Inputs, rows: dict[str, int], started: str, seconds: float,
               out: Output) -> dict:
     """The run's summary; in append mode, merged with the runs already in the folder."""
-    inputs: dict[str, dict] = {}
-    for f in files:
-        entry = inputs.setdefault(f.input, {"name": f.input, "size": 0, "files": 0, "tasks": 0,
-                                            "formats": []})
-        entry["size"] += f.size or 0
-        entry["files"] += 1
-        entry["tasks"] += f.tasks
-        fmt = f"{f.platform}/{f.container}" if f.platform else "skipped (not JSON)"
-        if fmt not in entry["formats"]:
-            entry["formats"].append(fmt)
-    skipped = [s for f in files for s in f.skipped]
     run = {"run_id": out.run_id, "started_at": started, "finished_at": _now(),
-           "seconds": round(seconds, 3), "inputs": list(inputs.values()), "rows": rows,
-           "skipped_tasks": skipped}
+           "seconds": round(seconds, 3), "inputs": list(stats.inputs.values()), "rows": rows,
+           "skipped_tasks": stats.skipped, "skipped_count": stats.skipped_count}
     runs = (out.previous or {}).get("runs", []) + [run]
     totals = {t: sum(r["rows"].get(t, 0) for r in runs) for t in TABLES}
     return {"tool": "annostream", "version": __version__, "schema_version": SCHEMA_VERSION,
             "started_at": runs[0]["started_at"], "finished_at": run["finished_at"],
             "inputs": [i for r in runs for i in r["inputs"]], "rows": totals,
-            "skipped_tasks": sum(len(r["skipped_tasks"]) for r in runs), "runs": runs}
+            "skipped_tasks": sum(r.get("skipped_count", len(r["skipped_tasks"])) for r in runs),
+            "runs": runs}

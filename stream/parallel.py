@@ -11,25 +11,25 @@ from the proven start, in order. Every range therefore starts at a true element 
 knows the global `position` of its first task.
 
 Conversion then runs one job per range (or per group of small or unsplittable inputs, in input
-order) in a forked worker, each into its own part files named `part-<prefix>-<job>.parquet`,
+order) in a forked worker, each into its own part files named `part-<prefix>-<job>-<k>.parquet`,
 so the parts sort in input and position order and the output equals the single-worker output
 row for row. Only uncompressed files that are JSON arrays are split: a compressed stream
 cannot be entered in the middle.
 """
 from __future__ import annotations
 
-import io
 import multiprocessing as mp
 import os
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import ijson
 
 from .elements import WS, Fallback, check, decode, elements, first_key, separator
 from .errors import AnnostreamError, InputError
 from .formats import BOM, WHITESPACE, FileStats, Readers, read_source, sniff
-from .sources import MAGIC, Source, decompressed
+from .sources import MAGIC, Source, decompressed, iter_sources
 from .writer import Buffers, Output
 
 RANGE_BYTES = 32 << 20  # target bytes per job: small enough to balance, large enough to matter
@@ -141,18 +141,6 @@ def _array_key(src: Source) -> tuple[bytes, int] | None:
         at += len(head[at:]) - len(head[at:].lstrip(WHITESPACE))
         key = first_key(head, at)
         return (key, at) if key else None
-    finally:
-        raw.close()
-
-
-def _plain(src: Source) -> bool:
-    """A regular file: workers may open it on their own (a zip member shares the archive's
-    file offset with every forked worker; standard input can be read once)."""
-    if src.size is None:
-        return False
-    raw = src.open()
-    try:
-        return type(raw) is io.BufferedReader
     finally:
         raw.close()
 
@@ -276,15 +264,23 @@ def _plan_jobs(pool, workers: int, range_bytes: int) -> list[list[tuple[int, Spa
     return jobs
 
 
-def convert_parallel(sources: list[Source], out: Output, on_error: str, batch_rows: int,
-                     workers: int, range_bytes: int = RANGE_BYTES
-                     ) -> tuple[list[FileStats], dict[str, int]] | None:
-    """Convert on `workers` processes; None when there is nothing to share out (the caller
-    converts sequentially)."""
-    if workers < 2 or "fork" not in mp.get_all_start_methods() or sum(
-            s.size or 0 for s in sources) < 2 * range_bytes or not all(map(_plain, sources)):
+def convert_parallel(inputs: list[str], out: Output, on_error: str, batch_rows: int,
+                     record: Callable[[FileStats, bool], None], workers: int,
+                     range_bytes: int = RANGE_BYTES) -> dict[str, int] | None:
+    """Convert on `workers` processes, handing each file's stats (or each byte range's, the
+    first flagged) to `record` in input order; returns the rows per table, or None when there
+    is nothing to share out (the caller converts sequentially)."""
+    if workers < 2 or "fork" not in mp.get_all_start_methods():
+        return None
+    sources = []  # the workers index them: one Source per file (see _SOURCES)
+    for src in iter_sources(inputs):
+        if src.path is None:  # a zip member shares the archive's file offset with every
+            return None  # forked worker; standard input can be read once
+        sources.append(src)
+    if sum(s.size for s in sources) < 2 * range_bytes:
         return None
     _SOURCES[:] = sources
+    del sources
     _SETTINGS.update(stage=out.stage, prefix=out.part_prefix(), batch_rows=batch_rows,
                      on_error=on_error)
     try:
@@ -292,31 +288,22 @@ def convert_parallel(sources: list[Source], out: Output, on_error: str, batch_ro
             jobs = _plan_jobs(pool, workers, range_bytes)
             if len(jobs) < 2:
                 return None
-            stats: dict[int, FileStats] = {}
             rows: dict[str, int] = {}
+            last = None  # the ranges of one file follow each other
             for result, items in zip(pool.imap(_run, enumerate(jobs)), jobs):
                 if result[0] == "input":
                     raise InputError(*result[1])
                 if result[0] == "error":
                     raise AnnostreamError(result[1])
                 for (i, _), f in zip(items, result[1]):
-                    _merge(stats, i, f)
+                    record(f, i != last)
+                    last = i
                 for t, n in result[2].items():
                     rows[t] = rows.get(t, 0) + n
-            return [stats[i] for i in sorted(stats)], rows
+            return rows
     finally:
         _SOURCES.clear()
         _SETTINGS.clear()
-
-
-def _merge(stats: dict[int, FileStats], i: int, f: FileStats) -> None:
-    """The ranges of one file add up to one FileStats, as a sequential read gives."""
-    if i not in stats:
-        stats[i] = f
-        return
-    s = stats[i]
-    s.tasks += f.tasks
-    s.skipped += f.skipped
 
 
 def default_workers() -> int:

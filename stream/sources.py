@@ -30,7 +30,7 @@ MAGIC = {
 ZIP_MAGIC = b"PK\x03\x04"
 
 
-@dataclass
+@dataclass(slots=True)
 class Source:
     """One input stream: `name` is what errors and the `file` column show."""
 
@@ -39,6 +39,7 @@ class Source:
     open: Callable[[], BinaryIO]
     input: str  # the argument it came from (a file, folder or zip the user named)
     explicit: bool = True  # named by the user (not found inside a folder or zip)
+    path: str | None = None  # a regular file, which any process may open on its own
 
 
 class Reader:
@@ -175,8 +176,27 @@ class _Guard:
         self._s.close()
 
 
-def _file_source(path: Path, name: str, given: str, explicit: bool) -> Source:
-    return Source(name, path.stat().st_size, lambda: open(path, "rb"), given, explicit)
+class _Opener:
+    """Opens a regular file; the first call hands out the handle the zip check opened (one
+    open per file, not two), later calls open it anew."""
+
+    __slots__ = ("path", "_handle")
+
+    def __init__(self, path: Path, handle: BinaryIO) -> None:
+        self.path, self._handle = path, handle
+
+    def __call__(self) -> BinaryIO:
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return open(self.path, "rb")
+        handle.seek(0)
+        return handle
+
+    def release(self) -> None:
+        """Close the handle if nobody took it (sources listed rather than read one by one)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
 
 def _safe_member(zip_name: str, member: str) -> str:
@@ -186,9 +206,9 @@ def _safe_member(zip_name: str, member: str) -> str:
     return str(p)
 
 
-def _zip_sources(path: Path, name: str, given: str) -> Iterator[Source]:
+def _zip_sources(handle: BinaryIO, name: str, given: str) -> Iterator[Source]:
     try:
-        zf = zipfile.ZipFile(path)
+        zf = zipfile.ZipFile(handle)
     except (zipfile.BadZipFile, OSError) as exc:
         raise InputError(name, f"corrupt or truncated zip file: {exc}") from exc
     infos = [i for i in zf.infolist() if not i.is_dir()]
@@ -204,16 +224,45 @@ def _zip_sources(path: Path, name: str, given: str) -> Iterator[Source]:
                      explicit=False)
 
 
-def is_zip(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == ZIP_MAGIC
+def _path_sources(path: Path, name: str, given: str, explicit: bool) -> Iterator[Source]:
+    """A file as one source, or a zip's members: told apart by the magic bytes, with the
+    handle opened for that check reused to read the file."""
+    handle = open(path, "rb")
+    try:
+        is_zip = handle.read(4) == ZIP_MAGIC
+    except BaseException:
+        handle.close()
+        raise
+    if is_zip:
+        yield from _zip_sources(handle, name, given)
+        return
+    opener = _Opener(path, handle)
+    try:
+        yield Source(name, path.stat().st_size, opener, given, explicit, str(path))
+    finally:
+        opener.release()
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """The files below `folder` (hidden ones and symlinked folders skipped, as os.walk does),
+    in the order of their relative POSIX paths, one folder listing held at a time: a folder
+    sorts by its name + '/', which is where its files fall in that order."""
+    with os.scandir(folder) as it:
+        entries = [(e.name + "/" if e.is_dir() else e.name, e) for e in it
+                   if not e.name.startswith(".")]
+    for key, e in sorted(entries, key=lambda k: k[0]):
+        if not key.endswith("/"):
+            yield Path(e.path)
+        elif not e.is_symlink():
+            yield from _walk(Path(e.path))
 
 
 def iter_sources(inputs: list[str]) -> Iterator[Source]:
     """Expand the user's inputs into streams, in a deterministic order.
 
     A folder yields its files recursively in sorted path order (hidden files skipped); a zip
-    yields its members the same way; '-' is standard input.
+    yields its members the same way; '-' is standard input. Lazy: a folder of a million
+    files is never listed whole.
     """
     for given in inputs:
         if given == "-":
@@ -223,17 +272,8 @@ def iter_sources(inputs: list[str]) -> Iterator[Source]:
         if not path.exists():
             raise InputError(given, "no such file or folder")
         if path.is_dir():
-            files = []
-            for root, dirs, names in os.walk(path):
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-                files += [Path(root, n) for n in names if not n.startswith(".")]
-            for f in sorted(files, key=lambda p: p.relative_to(path).as_posix()):
+            for f in _walk(path):
                 rel = f"{given.rstrip('/')}/{f.relative_to(path).as_posix()}"
-                if is_zip(f):
-                    yield from _zip_sources(f, rel, given)
-                else:
-                    yield _file_source(f, rel, given, explicit=False)
-        elif is_zip(path):
-            yield from _zip_sources(path, given, given)
+                yield from _path_sources(f, rel, given, explicit=False)
         else:
-            yield _file_source(path, given, given, explicit=True)
+            yield from _path_sources(path, given, given, explicit=True)

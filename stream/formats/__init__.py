@@ -27,6 +27,7 @@ log = logging.getLogger("annostream")
 PEEK = 1 << 16
 BOM = b"\xef\xbb\xbf"
 WHITESPACE = b" \t\r\n"
+SKIPPED_LISTED = 1000  # skipped tasks listed in the manifest; the rest are only counted
 
 # Keys that only a Dataloop item has at its top level (FORMATS.md B2).
 DATALOOP_KEYS = frozenset({"datasetId", "filename", "_id", "itemMetadata", "dir", "annotationsCount"})
@@ -57,7 +58,8 @@ class FileStats:
     platform: str | None = None
     container: str | None = None
     tasks: int = 0
-    skipped: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # the first SKIPPED_LISTED of them
+    skipped_count: int = 0
 
 
 def _first_keys(head: bytes, prefix: str, limit: int = 64,
@@ -214,12 +216,15 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
                 if on_error != "skip":
                     raise InputError(src.name, str(exc), position, where.offset) from exc
                 log.warning("%s: task %d skipped: %s", src.name, position, exc)
-                stats.skipped.append({"file": src.name, "position": position, "error": str(exc)})
+                stats.skipped_count += 1
+                if len(stats.skipped) < SKIPPED_LISTED:
+                    stats.skipped.append({"file": src.name, "position": position,
+                                          "error": str(exc)})
             position += 1
             out.maybe_flush()
             if tick is not None:
                 tick(reader.counter.count)
-        stats.tasks = position - first - len(stats.skipped)
+        stats.tasks = position - first - stats.skipped_count
         return stats
     finally:
         raw.close()
