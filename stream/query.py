@@ -67,15 +67,19 @@ _FIRST = ("to_name", "text", "number", "span_start", "span_end", "time_start", "
           "original_width", "original_height", "image_rotation", "attributes")
 _LISTS = ("labels", "choices", "texts")
 
+# A task is (file, task_position): ids repeat when snapshots of one project are converted
+# together, so the views group and join on the link as well as on the ids (task_id is kept
+# in partitions and joins: constant per task, it lets a filter on it reach every scan).
 REGIONS = View(
     "regions",
     "One row per region: the results sharing region_id within an annotation, merged.",
     f"""
-    SELECT source, task_id, kind, annotation_id, region_id, result_count, positions, types,
+    SELECT source, task_id, file, task_position, kind, annotation_id, region_id, result_count,
+           positions, types,
            from_names, {', '.join(_LISTS)}, {', '.join(f'geo.{g} AS {g}' for g in _GEOMETRY)},
            {', '.join(_FIRST)}
     FROM (
-        SELECT source, task_id, kind, annotation_id, region_id,
+        SELECT source, task_id, file, task_position, kind, annotation_id, region_id,
                count(*) AS result_count,
                list(position ORDER BY position) AS positions,
                list(type ORDER BY position) AS types,
@@ -87,11 +91,13 @@ REGIONS = View(
                {', '.join(f'arg_min({c}, position) FILTER (WHERE {c} IS NOT NULL) AS {c}'
                           for c in _FIRST)}
         FROM results
-        GROUP BY source, task_id, kind, annotation_id, region_id
+        GROUP BY source, task_id, file, task_position, kind, annotation_id, region_id
     )""",
     {
         "source": "As in `results`.",
         "task_id": "As in `results`.",
+        "file": "As in `results`: with `task_position`, the region's task.",
+        "task_position": "As in `results`.",
         "kind": "As in `results`.",
         "annotation_id": "As in `results`.",
         "region_id": "The shared region id.",
@@ -123,9 +129,11 @@ FRAMES = View(
     "frames",
     "One row per (track, frame) where the object is visible, expanded from keyframes.",
     """
-    WITH tracks AS (  -- DISTINCT ON: an annotation converted twice stays one track
-        SELECT DISTINCT ON (source, task_id, kind, annotation_id, region_id, position)
-               source, task_id, kind, annotation_id, region_id, position AS result_position, unit,
+    WITH tracks AS (  -- DISTINCT ON: an input converted twice (--append) stays one track
+        SELECT DISTINCT ON (source, file, task_position, task_id, kind, annotation_id, region_id,
+                            position)
+               source, file, task_position, task_id, kind, annotation_id, region_id,
+               position AS result_position, unit,
                CASE WHEN source = 'labelstudio'
                     THEN coalesce(TRY_CAST(json_extract_string(value, '$.framesCount') AS BIGINT),
                                   TRY_CAST(json_extract_string(value, '$.frameCount') AS BIGINT),
@@ -136,20 +144,25 @@ FRAMES = View(
         WHERE frame_start IS NOT NULL OR frame_end IS NOT NULL
     ),
     track_labels AS (  -- a track's labels may sit in a sibling `labels` result (same region)
-        SELECT source, kind, annotation_id, region_id,
+        SELECT source, file, task_position, task_id, kind, annotation_id, region_id,
                flatten(list(labels ORDER BY position)) AS labels
-        FROM (SELECT DISTINCT ON (source, kind, annotation_id, position)
-                     source, kind, annotation_id, region_id, position, labels
-              FROM results SEMI JOIN tracks USING (source, kind, annotation_id, region_id)
+        FROM (SELECT DISTINCT ON (source, file, task_position, task_id, kind, annotation_id,
+                                  position)
+                     source, file, task_position, task_id, kind, annotation_id, region_id,
+                     position, labels
+              FROM results SEMI JOIN tracks
+                  USING (source, file, task_position, task_id, kind, annotation_id, region_id)
               WHERE labels IS NOT NULL)
-        GROUP BY source, kind, annotation_id, region_id
+        GROUP BY source, file, task_position, task_id, kind, annotation_id, region_id
     ),
     track_info AS (
         SELECT t.*, l.labels, d.fps
         FROM tracks t
-        LEFT JOIN track_labels l USING (source, kind, annotation_id, region_id)
-        LEFT JOIN (SELECT source, task_id, fps FROM tasks WHERE source = 'dataloop') d
-            USING (source, task_id)
+        LEFT JOIN track_labels l
+            USING (source, file, task_position, task_id, kind, annotation_id, region_id)
+        LEFT JOIN (SELECT source, file, position AS task_position, task_id, fps FROM tasks
+                   WHERE source = 'dataloop') d
+            USING (source, file, task_position, task_id)
     ),
     anchors AS (
         SELECT k.*,
@@ -161,8 +174,9 @@ FRAMES = View(
         WHERE k.frame IS NOT NULL
         -- task_id and region_id are constant per track: partitioning on them lets filters
         -- on them reach the Parquet scan
-        WINDOW w AS (PARTITION BY k.source, k.task_id, k.kind, k.annotation_id, k.region_id,
-                                  k.result_position ORDER BY k.frame, k.position)
+        WINDOW w AS (PARTITION BY k.source, k.file, k.task_position, k.task_id, k.kind,
+                                  k.annotation_id, k.region_id, k.result_position
+                     ORDER BY k.frame, k.position)
     ),
     spans AS (
         SELECT a.*, t.labels AS track_labels, t.unit AS track_unit, t.last_frame, t.duration,
@@ -179,13 +193,13 @@ FRAMES = View(
                     ELSE least(coalesce(a.next_frame - 1, t.last_frame),
                                coalesce(t.last_frame, a.frame)) END AS span_end
         FROM anchors a
-        LEFT JOIN track_info t
-            USING (source, task_id, kind, annotation_id, region_id, result_position)
+        LEFT JOIN track_info t USING (source, file, task_position, task_id, kind, annotation_id,
+                                      region_id, result_position)
     ),
     expanded AS (
         SELECT *, unnest(generate_series(frame, span_end)) AS at_frame FROM spans
     )
-    SELECT source, task_id, kind, annotation_id, region_id, result_position,
+    SELECT source, task_id, file, task_position, kind, annotation_id, region_id, result_position,
            at_frame AS frame,
            at_frame = frame AND auto IS NOT TRUE AS is_keyframe,
            position AS keyframe_position,
@@ -213,6 +227,8 @@ FRAMES = View(
     {
         "source": "As in `keyframes`.",
         "task_id": "As in `keyframes`.",
+        "file": "As in `keyframes`: with `task_position`, the track's task.",
+        "task_position": "As in `keyframes`.",
         "kind": "As in `keyframes`.",
         "annotation_id": "As in `keyframes`.",
         "region_id": "As in `keyframes`.",
@@ -238,12 +254,13 @@ FRAMES = View(
 
 LATEST_ANNOTATIONS = View(
     "latest_annotations",
-    "Per Label Studio task, the most recent non-cancelled annotation (kind 'annotation').",
+    "Per Label Studio task row (file, task_position: a task of each snapshot converted "
+    "together), the most recent non-cancelled annotation (kind 'annotation').",
     """
     SELECT * FROM annotations
     WHERE source = 'labelstudio' AND kind = 'annotation' AND was_cancelled IS NOT TRUE
     QUALIFY row_number() OVER (
-        PARTITION BY source, task_id
+        PARTITION BY source, file, task_position, task_id
         ORDER BY coalesce(updated_at, created_at) DESC NULLS LAST, created_at DESC NULLS LAST,
                  position DESC) = 1
     """,

@@ -44,9 +44,11 @@ def shell(*args) -> tuple[int, str, str]:
 
 
 # -- the source side ---------------------------------------------------------------------------
-def source_results() -> list[tuple[str, str, str, dict]]:
-    """(task_id, kind, annotation_id, result) of every non-relation result in the samples;
-    the NER model file's spans are 'labels' results with no label (FORMATS.md C)."""
+def source_results() -> list[tuple[tuple, str, str, dict]]:
+    """(task, kind, annotation_id, result) of every non-relation result in the samples, the
+    task being (file, position) as ids repeat across files (video_tracks.json and
+    video_interpolated.json share task 88001); the NER model file's spans are 'labels'
+    results with no label (FORMATS.md C), one task per document."""
     out = []
     for name in TASK_FILES:
         for file, pos, obj in source_tasks(LS / name):
@@ -54,11 +56,11 @@ def source_results() -> list[tuple[str, str, str, dict]]:
             for kind, p, ann in source_annotations(obj):
                 if isinstance(ann, dict):
                     aid = ann_id_of(tid, kind, p, ann)
-                    out += [(tid, kind, aid, r) for r in ann.get("result") or []
+                    out += [((str(file), pos), kind, aid, r) for r in ann.get("result") or []
                             if r["type"] != "relation"]
     spans, _ = json.loads((LS / NER_FILE).read_text(encoding="utf-8"))
-    out += [(doc, "prediction", doc, {"type": "labels", "value": {}}) for doc, s in spans.items()
-            for _ in s]
+    out += [((str(LS / NER_FILE), doc), "prediction", doc, {"type": "labels", "value": {}})
+            for doc, s in spans.items() for _ in s]
     return out
 
 
@@ -89,19 +91,20 @@ def test_readme_labels_per_region(out):
 
 def test_readme_region_count_and_boxes_with_comments(out):
     regions: dict[tuple, list[dict]] = {}
-    for i, (tid, kind, aid, r) in enumerate(source_results()):
-        regions.setdefault((kind, aid, r.get("id", f"#{i}")), []).append(r)
+    for i, (task, kind, aid, r) in enumerate(source_results()):
+        regions.setdefault((task, kind, aid, r.get("id", f"#{i}")), []).append(r)
     assert rows(out, "SELECT count(*) AS n FROM regions")[0]["n"] == len(regions)
-    got = rows(out, "SELECT region_id, labels, texts, x, width FROM regions "
-                    "WHERE texts IS NOT NULL AND x IS NOT NULL ORDER BY region_id")
+    got = rows(out, "SELECT file, region_id, labels, texts, x, width FROM regions "
+                    "WHERE texts IS NOT NULL AND x IS NOT NULL ORDER BY region_id, file")
     expected = []
-    for (kind, aid, rid), rs in regions.items():
+    for ((file, _), kind, aid, rid), rs in regions.items():
         texts = [t for r in rs if isinstance(r["value"].get("text"), list) for t in r["value"]["text"]]
         shape = next((r["value"] for r in rs if "x" in r["value"]), None)
         if texts and shape:
-            expected.append({"region_id": rid, "labels": [lab for r in rs for lab in labels_of(r)] or None,
+            expected.append({"file": file, "region_id": rid,
+                             "labels": [lab for r in rs for lab in labels_of(r)] or None,
                              "texts": texts, "x": shape["x"], "width": shape.get("width")})
-    assert expected and got == sorted(expected, key=lambda e: e["region_id"])
+    assert expected and got == sorted(expected, key=lambda e: (e["region_id"], e["file"]))
 
 
 def test_readme_annotations_by_kind(out):
@@ -120,10 +123,12 @@ def test_readme_annotations_by_kind(out):
 
 
 def test_readme_latest_annotations(out):
-    best: dict[str, tuple] = {}
+    """One per task row: a task of each file, also where two files share its id."""
+    best: dict[tuple, tuple] = {}
     for name in TASK_FILES:
         for file, pos, obj in source_tasks(LS / name):
             tid = task_id_of(file, pos, obj)
+            task = (str(file), pos, tid)
             for kind, p, ann in source_annotations(obj):
                 if kind != "annotation" or ann.get("was_cancelled", ann.get("skipped")):
                     continue
@@ -131,10 +136,11 @@ def test_readme_latest_annotations(out):
                         datetime.fromtimestamp(ann[k]).astimezone() if isinstance(ann.get(k), int)
                         else None for k in ("updated_at", "created_at")]
                 key = (when[0] or when[1], when[1], p)
-                if tid not in best or _later(key, best[tid][0]):
-                    best[tid] = (key, ann_id_of(tid, kind, p, ann))
-    got = rows(out, "SELECT task_id, annotation_id FROM latest_annotations ORDER BY task_id")
-    assert {(g["task_id"], g["annotation_id"]) for g in got} == {(t, a) for t, (_, a) in best.items()}
+                if task not in best or _later(key, best[task][0]):
+                    best[task] = (key, ann_id_of(tid, kind, p, ann))
+    got = rows(out, "SELECT file, task_position, task_id, annotation_id FROM latest_annotations")
+    assert {(g["file"], g["task_position"], g["task_id"], g["annotation_id"]) for g in got} == {
+        (*t, a) for t, (_, a) in best.items()}
     assert len(got) == len(best)
 
 
@@ -147,12 +153,16 @@ def _later(a: tuple, b: tuple) -> bool:
 
 
 def test_readme_frames_per_track(out):
-    got = rows(out, "SELECT region_id, count(*) AS visible FROM frames WHERE kind = 'annotation' "
-                    "GROUP BY region_id ORDER BY region_id")
+    """video_tracks.json holds the keyframes of video_interpolated.json, which lists every
+    visible frame (test_frames.py checks the two agree): each file's tracks have those frames."""
+    got = rows(out, "SELECT file, region_id, count(*) AS visible FROM frames "
+                    "WHERE kind = 'annotation' GROUP BY ALL")
     interpolated = json.loads((LS / "video_interpolated.json").read_text(encoding="utf-8"))
     expected = Counter(r["id"] for t in interpolated for a in t["annotations"] for r in a["result"]
                        if r["type"] == "videorectangle" for _ in r["value"]["sequence"])
-    assert {g["region_id"]: g["visible"] for g in got} == expected
+    assert {(g["file"], g["region_id"]): g["visible"] for g in got} == {
+        (str(LS / name), rid): n for name in ("video_tracks.json", "video_interpolated.json")
+        for rid, n in expected.items()}
 
 
 # -- views and the connection ----------------------------------------------------------------
