@@ -6,7 +6,9 @@ wrong JSON type gives `(None, True)`: never coerced, always kept.
 """
 from __future__ import annotations
 
+import functools
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -107,7 +109,16 @@ def ts_fit(v: Any, digits: int) -> tuple[datetime | None, bool]:
         return d.replace(tzinfo=timezone.utc), True
     if d.utcoffset():
         return d.astimezone(timezone.utc), True
+    if _canonical(digits).fullmatch(v):  # as the platform writes it: restore_ts gives it back
+        return d, False
     return d, restore_ts(d, digits) != v  # exact: other spellings (week dates, ...) keep theirs
+
+
+@functools.lru_cache(maxsize=None)
+def _canonical(digits: int) -> re.Pattern:
+    """The platform's own spelling (years from 1000: strftime does not pad smaller ones);
+    matching it is ~10x cheaper than formatting to compare."""
+    return re.compile(r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{%d}Z" % digits)
 
 
 def restore_ts(d: datetime, digits: int) -> str:
