@@ -35,6 +35,10 @@ DATALOOP_KEYS = frozenset({"datasetId", "filename", "_id", "itemMetadata", "dir"
 MANIFEST_KEYS = frozenset({"manifestVersion", "exportId", "partitioning"})
 # Keys only a Dataloop annotation has: an item whose `annotations` come first.
 DATALOOP_ANNOTATION_KEYS = frozenset({"itemId", "coordinates"})
+# Keys of a Label Studio task (FORMATS.md A): a first object with one is a task, never NER.
+TASK_KEYS = frozenset({"data", "predictions", "annotations", "drafts", "completions", "id",
+                       "meta", "created_at", "updated_at", "inner_id", "project",
+                       "total_annotations", "cancelled_annotations", "total_predictions"})
 # Keys after which the rest of the first object cannot change the plan (`datasetId` is not
 # one: a manifest has it too).
 DECISIVE_KEYS = (DATALOOP_KEYS - {"datasetId"}) | MANIFEST_KEYS | {"shebang", "data"}
@@ -88,17 +92,27 @@ def _first_keys(head: bytes, prefix: str, limit: int = 64,
 
 
 def _ner_like(head: bytes) -> bool:
-    """FORMATS.md part C: `[{doc: [[start, end], ...]}, {doc: text}]`."""
+    """FORMATS.md part C: `[{doc: [[start, end], ...]}, {doc: text}]`.
+
+    Only the start can be peeked, and a task array can start the same way
+    (`[{"predictions": [], "data": ...}]`): the first value must be empty or start with an
+    [int, int] pair, every peeked value of the first object must be an array, and no key may
+    be a Label Studio task key. Anything else is read as Label Studio tasks.
+    """
     events = []
     try:
-        for _, event, _ in ijson.parse(io.BytesIO(head)):
-            events.append(event)
-            if len(events) == 6:
+        for _, event, value in ijson.parse(io.BytesIO(head)):
+            events.append(event if event != "number" or type(value) is not int else "int")
+            if len(events) == 8:
                 break
     except ijson.JSONError:
         pass
-    return (events[:4] == ["start_array", "start_map", "map_key", "start_array"]
-            and len(events) > 4 and events[4] in ("start_array", "end_array"))
+    if events[:4] != ["start_array", "start_map", "map_key", "start_array"] or not (
+            events[4:5] == ["end_array"]
+            or events[4:8] == ["start_array", "int", "int", "end_array"]):
+        return False
+    keys = _first_keys(head, "item")
+    return all(event == "start_array" and k not in TASK_KEYS for k, event in keys)
 
 
 def sniff(reader: Reader) -> Plan | None:
