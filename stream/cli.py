@@ -100,7 +100,7 @@ def schema(table: str | None) -> None:
 
 
 @main.command()
-@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.argument("folder")  # a local folder or a lake's URI (s3://, gs://, file://)
 @click.argument("sql", required=False)
 @click.option("--file", "sql_file", type=click.File("r", encoding="utf-8"),
               help="Run the SQL script in FILE ('-' for stdin); the last statement's rows print.")
@@ -126,7 +126,7 @@ def query(folder: str, sql: str | None, sql_file, fmt: str | None, output: str |
 
 
 @main.command()
-@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.argument("folder")  # a local folder or a lake's URI (s3://, gs://, file://)
 @click.option("--columns", is_flag=True, help="One row per column, with its type and meaning.")
 @click.option("--no-view-counts", is_flag=True,
               help="Leave view row counts empty (counting `frames` or `regions` runs the view).")

@@ -49,7 +49,7 @@ from . import __version__
 from .convert import convert
 from .errors import AnnostreamError, InputError
 from .formats import sniff
-from .query import VIEWS, sql_type
+from .query import LAKE_JSON, VIEWS, sql_type
 from .sources import CHUNK, decompressed, iter_sources
 from .tables import SCHEMA_VERSION, TABLES
 
@@ -57,7 +57,6 @@ log = logging.getLogger("annostream")
 
 META = "_lake"
 LEDGER = f"{META}/ledger.jsonl"
-LAKE_JSON = f"{META}/lake.json"
 LAST_RUN = f"{META}/last_run.json"
 PENDING = f"{META}/pending"
 PARTITION_KEYS = ("source", "project_id", "batch")

@@ -23,6 +23,8 @@ from .errors import AnnostreamError
 from .tables import TABLES, TS
 from .writer import MANIFEST
 
+LAKE_JSON = "_lake/lake.json"  # what makes a folder or URI a lake (annostream ingest)
+
 
 class QueryError(AnnostreamError):
     """A SQL statement failed: DuckDB's message on one line, with its position (exit 1)."""
@@ -275,13 +277,14 @@ def connect(folder: str | os.PathLike) -> duckdb.DuckDBPyConnection:
 
     Example: `stream.connect("out/").sql("SELECT type, count(*) FROM results GROUP BY 1").pl()`
     """
-    from . import lake  # a lake (annostream ingest) has its own views; lake imports this module
-
-    if lake.is_lake(folder):
-        return lake.connect(folder)
     root = Path(folder)
+    if "://" in os.fspath(folder) or (root / LAKE_JSON).is_file():
+        from . import lake  # a lake has its own views; imported only here, as it costs some
+        return lake.connect(folder)  # 40 MB (pyarrow.dataset, pandas); it imports this module
     if not root.is_dir():
-        raise AnnostreamError(f"{root}: not a folder (expected the output of `annostream convert`)")
+        why = "" if root.exists() else ": it does not exist"
+        raise AnnostreamError(f"{root}: not a folder{why} (expected the output of "
+                              "`annostream convert`, or a lake)")
     if not (root / MANIFEST).exists() and not any((root / t).is_dir() for t in TABLES):
         raise AnnostreamError(f"{root}: no {MANIFEST} and no table folders; "
                               "is it the output of `annostream convert`?")
