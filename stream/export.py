@@ -62,6 +62,11 @@ FORMATS = ("auto", "labelstudio", "dataloop")
 
 # -- reading ----------------------------------------------------------------------------------
 
+
+def _cell(text: str):
+    """One JSON cell of one row parsed back (a task's data, a result's value, an extra)."""
+    return json.loads(text)  # bounded: one cell of one row, never an export
+
 class _Rows:
     """One table's rows in write order as dicts, one Arrow batch converted at a time."""
 
@@ -110,7 +115,7 @@ def _x(row: dict) -> dict:
     x = row.get("_x")
     if x is None:
         text = row.get("extra")
-        x = row["_x"] = json.loads(text) if text else {}
+        x = row["_x"] = _cell(text) if text else {}
     return x
 
 
@@ -232,13 +237,13 @@ def ls_task(task: Task) -> Any:
     the task under `task`)."""
     t = task.row
     if t["form"] == "flat":
-        return json.loads(t["data"])
+        return _cell(t["data"])
     obj: dict = {"id": restore_id(t["task_id"], True)}
     if t.get("project_id") is not None:
         obj["project"] = restore_id(t["project_id"], True)
     for key in ("data", "meta"):
         if t.get(key) is not None:
-            obj[key] = json.loads(t[key])
+            obj[key] = _cell(t[key])
     _ts(obj, t, LS_TIMES, ls.TS_DIGITS)
     _plain(obj, t, ls.TASK_PLAIN)
     lists: dict[str, list] = {k: [] for k in t.get("list_keys") or ()}
@@ -311,7 +316,7 @@ def _result(r: dict, sequence: list | None) -> dict:
     obj = {"id": r["region_id"]}
     _plain(obj, r, ls.RESULT_PLAIN)
     if r.get("value") is not None:
-        value = json.loads(r["value"])
+        value = _cell(r["value"])
         if sequence is not None:
             value["sequence"] = sequence
         obj["value"] = value
@@ -333,9 +338,9 @@ def dl_item(task: Task) -> dict:
     obj: dict = {"id": t["task_id"]}
     if t.get("project_id") is not None:
         obj["datasetId"] = t["project_id"]
-    obj.update(json.loads(t["data"]))
+    obj.update(_cell(t["data"]))
     if t.get("meta") is not None:
-        obj["metadata"] = json.loads(t["meta"])
+        obj["metadata"] = _cell(t["meta"])
     _ts(obj, t, DL_TIMES, dl.TS_DIGITS)
     if "annotations" in (t.get("list_keys") or ()):
         if [a.row["position"] for a in task.annotations] != list(range(len(task.annotations))):
@@ -359,7 +364,7 @@ def dl_annotation(a: Annotation) -> dict:
     if res.get("labels") is not None:
         obj["label"] = res["labels"][0]
     if res.get("value") is not None:
-        obj["coordinates"] = json.loads(res["value"])
+        obj["coordinates"] = _cell(res["value"])
     obj.update(_x(res))
     if a.keyframes:
         obj["metadata"]["system"]["snapshots_"] = [
@@ -369,16 +374,16 @@ def dl_annotation(a: Annotation) -> dict:
 
 def dl_element(task: Task) -> tuple[dict, Any]:
     """(the text-classification document's other keys, this element)."""
-    return json.loads(task.row["meta"]), json.loads(task.row["data"])
+    return _cell(task.row["meta"]), _cell(task.row["data"])
 
 
 def as_prediction(task: Task, model_version: str | None) -> dict:
     """Label Studio's import shape: `data` (+ `meta`) and one prediction per submitted
     (not cancelled) annotation, results and relations with their region ids."""
     t = task.row
-    data = json.loads(t["data"]) if t.get("data") is not None else {}
+    data = _cell(t["data"]) if t.get("data") is not None else {}
     obj: dict = {"data": data}
-    meta = json.loads(t["meta"]) if t.get("meta") else None
+    meta = _cell(t["meta"]) if t.get("meta") else None
     if meta:
         obj["meta"] = meta
     preds = []
@@ -687,7 +692,7 @@ class _Targets:
 
     def _item_name(self, t: dict) -> str:
         """`<filename>.json` as Dataloop's per-item export names it; the id where two collide."""
-        name = json.loads(t["data"]).get("filename")
+        name = _cell(t["data"]).get("filename")
         stem = name.lstrip("/") if type(name) is str and name.strip("/") else t["task_id"]
         rel = _relative(stem + ".json", "")
         if rel in self.seen:
