@@ -67,6 +67,7 @@ def _cell(text: str):
     """One JSON cell of one row parsed back (a task's data, a result's value, an extra)."""
     return json.loads(text)  # bounded: one cell of one row, never an export
 
+
 class _Rows:
     """One table's rows in write order as dicts, one Arrow batch converted at a time."""
 
