@@ -162,14 +162,22 @@ class ArrayItems:
     def _ijson(self, start: int, pending: bytes, prefix: bytes) -> Iterator[object]:
         """The rest of the stream, from `start` (an element start, or the stream start with
         no prefix), parsed by ijson exactly as a plain conversion would."""
-        parts = [pending, prefix] if prefix else [pending]
+        parts = [memoryview(pending), memoryview(prefix)] if prefix else [memoryview(pending)]
         self._ijson_base = start - len(prefix)
 
         class Rest:
             def read(_, n: int) -> bytes:
+                """At most n bytes at a time, also from the buffered data, so that `offset`
+                stays within one ijson buffer of the byte ijson is parsing."""
                 if n == 0:  # ijson probes the stream type with read(0)
                     return b""
-                data = parts.pop() if parts else self._read(n)
+                if parts:
+                    data = bytes(parts[-1][:n])
+                    parts[-1] = parts[-1][n:]
+                    if not parts[-1]:
+                        parts.pop()
+                else:
+                    data = self._read(n)
                 self._given += len(data)
                 self.offset = self._ijson_base + self._given
                 return data

@@ -364,3 +364,20 @@ def test_on_error_skip_is_the_same_when_an_array_is_split_across_workers(tmp_pat
     assert [m["runs"][-1]["skipped_tasks"] for m in manifests] == [
         [{"file": str(path), "position": 45, "error": "'predictions' is a number, expected a list"}]] * 2
     assert tables[0]["tasks"].num_rows == 59
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_offset_of_a_late_error_in_a_big_array_is_near_the_bad_byte(tmp_path, workers):
+    """An error deep in a multi-MB array is reported within one parser buffer of its byte,
+    not at the end of whatever the fast element reader had buffered."""
+    tasks = [dict(t, id=1000 + k) for k in range(600) for t in TASKS[:1]]
+    data = bytearray(array(tasks))
+    bad_task = 450
+    at = data.index(b'"image"', task_start(tasks, bad_task)) + 1  # inside a key string
+    data[at] = 0xFF
+    path = tmp_path / "late_error.json"
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError) as err:
+        convert([path], tmp_path / "out", workers=workers, range_bytes=len(data) // 3)
+    assert err.value.position == bad_task
+    assert at <= err.value.offset <= at + (1 << 17), (at, err.value.offset, len(data))
