@@ -615,14 +615,19 @@ def _q(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+# each task row's project, keyed as child rows name their task (for _select's `join`)
+PROJECTS_SQL = "CREATE TABLE _projects AS SELECT file, position, project_id FROM _tasks"
+
+
 def _select(table: str, stage: Path, renames: list[tuple[str, str]], *, drop_keys: bool,
             join: bool) -> str:
     """DuckDB SELECT of one staged table: download names mapped back to the input's URI (in
     `file` and synthetic ids), partition columns dropped from the files (Hive style) or, with
-    `join`, a child row's project_id looked up from its task."""
+    `join`, a child row's project_id looked up from its task by (file, task_position): task
+    ids may repeat across the batch's files, and a child's `file` must stay its task's."""
     fixed = []
-    for col in (("task_id", "file") if table == "tasks" else ("task_id", "annotation_id")):
-        expr = col
+    for col in ("task_id", "file") + (() if table == "tasks" else ("annotation_id",)):
+        expr = f"t.{col}"  # qualified: _projects has a `file` column too
         for old, new in renames:
             expr = f"replace({expr}, {_q(old)}, {_q(new)})"
         if renames:
@@ -636,7 +641,7 @@ def _select(table: str, stage: Path, renames: list[tuple[str, str]], *, drop_key
     src = f" FROM read_parquet({_q(str(stage / table / '*.parquet'))}) t"
     if join and table != "tasks":
         sql += "" if drop_keys else ", p.project_id"
-        src += " LEFT JOIN _projects p ON t.source = p.source AND t.task_id = p.task_id"
+        src += " LEFT JOIN _projects p ON t.file = p.file AND t.task_position = p.position"
     return sql + src
 
 
@@ -699,8 +704,7 @@ def _write_parquet(lk: Lake, con: duckdb.DuckDBPyConnection, batch: str, convert
                    parts_dir: Path, renames, partitions: list, entry: dict) -> None:
     """Split each staged table per (source, project) into Hive folders, then publish them."""
     if len(partitions) > 1:  # child rows learn their project from their task
-        con.execute("CREATE TABLE _projects AS SELECT source, task_id, any_value(project_id) "
-                    "AS project_id FROM _tasks GROUP BY ALL")
+        con.execute(PROJECTS_SQL)
     multi = len(partitions) > 1
     staged: list[tuple[str, Path]] = []
     for table in TABLES:
@@ -769,8 +773,7 @@ def _write_delta(lk: Lake, con: duckdb.DuckDBPyConnection, batch: str, converted
     """One Delta append per table (partitioned by source, project_id, batch), streamed from
     DuckDB; the ledger commit afterwards is what makes the batch visible to our views."""
     write_deltalake = _deltalake().write_deltalake
-    con.execute("CREATE TABLE _projects AS SELECT source, task_id, any_value(project_id) "
-                "AS project_id FROM _tasks GROUP BY ALL")
+    con.execute(PROJECTS_SQL)
     lk.write_json(f"{PENDING}/{batch}.json", {"batch": batch, "format": "delta"})
     _test_point("staged")
     entry["parts"] = {}
@@ -916,12 +919,15 @@ def _register(con: duckdb.DuckDBPyConnection, lk: Lake) -> None:
             AND t.source = l.source AND t.project_id IS NOT DISTINCT FROM l.project_id
         QUALIFY row_number() OVER (PARTITION BY t.source, t.project_id, t.task_id
             ORDER BY t.updated_at DESC NULLS LAST, l.seq DESC, t.position DESC) = 1""")
+    # a child follows its own task row, (file, task_position), since task ids may repeat
+    # within a batch; child rows of batches written before those columns follow the task id
     for table in TABLES:
         if table != "tasks":
             con.execute(f"""CREATE OR REPLACE VIEW latest.{table} AS
                 SELECT c.* FROM main.{table} c SEMI JOIN latest.tasks t ON c.batch = t.batch
                     AND c.source = t.source AND c.task_id = t.task_id
-                    AND c.project_id IS NOT DISTINCT FROM t.project_id""")
+                    AND c.project_id IS NOT DISTINCT FROM t.project_id
+                    AND (c.file IS NULL OR c.file = t.file AND c.task_position = t.position)""")
     con.register("_lake_ledger", pa.Table.from_pylist(
         [_ledger_row(e) for e in entries], schema=LEDGER_SCHEMA))
     con.execute("CREATE OR REPLACE VIEW ledger AS SELECT * FROM _lake_ledger")

@@ -60,6 +60,18 @@ def counts(con: duckdb.DuckDBPyConnection, schema: str = "main") -> dict[str, in
     return {t: con.sql(f"SELECT count(*) FROM {schema}.{t}").fetchall()[0][0] for t in TABLES}
 
 
+def assert_children_link(con: duckdb.DuckDBPyConnection, schema: str = "main") -> None:
+    """Every child row names a task row of its batch by (file, task_position), and carries
+    that task's project_id (the lake looks it up through this link)."""
+    for table in TABLES:
+        if table == "tasks":
+            continue
+        orphans = con.sql(f"""SELECT count(*) FROM {schema}.{table} c ANTI JOIN {schema}.tasks t
+            ON c.batch = t.batch AND c.file = t.file AND c.task_position = t.position
+            AND c.project_id IS NOT DISTINCT FROM t.project_id""").fetchall()[0][0]
+        assert orphans == 0, table
+
+
 def lake_files(lake: Path) -> set[str]:
     """Every Parquet file under the table folders (what a raw glob would read)."""
     return {str(p.relative_to(lake)) for t in TABLES for p in (lake / t).rglob("*.parquet")}
@@ -257,6 +269,43 @@ def test_latest_views_after_three_snapshots_and_a_partial_export(tmp_path):
     assert counts(lakemod.connect(lake), "latest")["tasks"] == len(want_tasks) + 1
 
 
+def test_latest_children_follow_the_winning_file_when_files_share_a_task_id(tmp_path):
+    """Two per-task files holding versions of one task in one partial batch (and again in a
+    later batch): latest.* has the newest version's task row and only its children."""
+    lake = tmp_path / "lake"
+    batches = [
+        {"a/1.json": task(1, updated="2026-02-01T00:00:00.000000Z", labels=("NEW", "N2")),
+         "b/1.json": task(1, updated="2026-01-01T00:00:00.000000Z", labels=("OLD",),
+                          annotations=2),
+         "b/2.json": task(2, labels=("TWO",))},
+        {"c/2.json": task(2, updated="2025-06-01T00:00:00.000000Z", labels=("OLDER",)),
+         "d/2.json": task(2, updated="2026-03-01T00:00:00.000000Z", labels=("NEWEST",))},
+    ]
+    for i, files in enumerate(batches):
+        folder = tmp_path / f"storage{i}"
+        for name, t in files.items():
+            write(folder / name, t)
+        report = lakemod.ingest([folder], lake)
+        assert [e["kind"] for e in report.ingested] == ["partial"]
+
+    newest: dict[int, tuple[str, dict]] = {}
+    for i, files in enumerate(batches):
+        for name, t in files.items():
+            if t["id"] not in newest or t["updated_at"] > newest[t["id"]][1]["updated_at"]:
+                newest[t["id"]] = (str(tmp_path / f"storage{i}" / name), t)
+    winners = [t for _, t in newest.values()]
+    con = lakemod.connect(lake)
+    assert counts(con, "latest") == expected_counts(winners)
+    assert sorted(con.sql("SELECT task_id, file FROM latest.tasks").fetchall()) == sorted(
+        (str(tid), name) for tid, (name, _) in newest.items())
+    got = con.sql("SELECT task_id, file, list(choices[1] ORDER BY annotation_id, position) "
+                  "FROM latest.results GROUP BY ALL ORDER BY 1").fetchall()
+    assert got == sorted((str(t["id"]), name, [r["value"]["choices"][0] for a in t["annotations"]
+                                               for r in a["result"] if r["type"] == "choices"])
+                         for name, t in newest.values())
+    assert_children_link(con, "latest")
+
+
 def test_one_export_with_two_projects_is_partitioned_per_project(tmp_path):
     tasks = [task(1, project=7), task(2, project=8, annotations=2), task(3, project=None)]
     lake = tmp_path / "lake"
@@ -312,19 +361,28 @@ def test_vacuum_removes_old_snapshots_but_never_the_newest(tmp_path):
 
 # -- schema versions -------------------------------------------------------------------------
 def test_a_lake_of_an_older_schema_version_reads_new_columns_as_null(tmp_path):
+    """Child rows written before they carried (file, task_position) follow their task by
+    task id within the batch."""
     lake = tmp_path / "lake"
-    tasks = [task(1), task(2)]
+    tasks = [task(1), task(2, annotations=2)]
     lakemod.ingest([write(tmp_path / "a.json", tasks)], lake)
     entries = ledger(lake)
     # make it what an older annostream wrote: tasks files without the newest columns
     for rel in entries[0]["parts"]["tasks"]:
         path = lake / "tasks" / rel
         pq.write_table(pq.read_table(path).drop_columns(["list_keys", "form"]), path)
+    for table in TABLES:
+        for rel in entries[0]["parts"][table] if table != "tasks" else []:
+            path = lake / table / rel
+            pq.write_table(pq.read_table(path).drop_columns(["file", "task_position"]), path)
     entries[0]["schema_version"] = SCHEMA_VERSION - 1
     (lake / "_lake" / "ledger.jsonl").write_text(json.dumps(entries[0]) + "\n")
     con = lakemod.connect(lake)
     assert con.sql("SELECT count(*), count(list_keys), count(form), count(data) FROM "
                    "latest.tasks").fetchall()[0] == (2, 0, 0, 2)
+    assert counts(con, "latest") == expected_counts(tasks)
+    assert con.sql("SELECT count(file), count(task_position) FROM latest.results"
+                   ).fetchall() == [(0, 0)]
     # a newer annostream's lake is refused, naming the command that fixes it
     entries[0]["schema_version"] = SCHEMA_VERSION + 1
     (lake / "_lake" / "ledger.jsonl").write_text(json.dumps(entries[0]) + "\n")
@@ -408,6 +466,11 @@ def test_ingest_from_and_into_s3(s3, tmp_path, monkeypatch):
     assert counts(con, "latest") == expected_counts(days["2026-11-21.json"])
     assert sorted(r[0] for r in con.sql("SELECT DISTINCT file FROM tasks").fetchall()) == [
         f"{src}{name}" for name in sorted(days)]
+    assert_children_link(con)  # child rows name the input's URI, not its download
+    assert_children_link(con, "latest")
+    linked = con.sql("SELECT count(*) FROM latest.results r JOIN latest.tasks t "
+                     "ON r.file = t.file AND r.task_position = t.position").fetchall()[0][0]
+    assert linked == expected_counts(days["2026-11-21.json"])["results"] > 0
     keys = {o["Key"] for o in client.list_objects_v2(Bucket="lake")["Contents"]}
     assert "lk/_lake/ledger.jsonl" in keys and "lk/_lake/lock.json" not in keys
     assert any(k.startswith("lk/results/source=labelstudio/project_id=7/batch=") for k in keys)
@@ -426,13 +489,15 @@ def test_ingest_from_and_into_s3(s3, tmp_path, monkeypatch):
 
 
 def test_ingest_from_an_http_url_stores_no_credentials(tmp_path):
-    """https:// inputs are streamed with urllib; a loopback http server stands in for one."""
+    """https:// inputs are streamed with urllib; a loopback http server stands in for one.
+    The export holds two projects, so child rows find their project through their task
+    while their download name is mapped back to the URL (Parquet and Delta lakes)."""
     import functools
     import http.server
     import threading
 
     served = tmp_path / "www"
-    tasks = [task(1), task(2, annotations=2)]
+    tasks = [task(1), task(2, annotations=2), task(3, project=8)]
     write(served / "export.json", tasks)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     handler.log_message = lambda *a: None
@@ -451,7 +516,12 @@ def test_ingest_from_an_http_url_stores_no_credentials(tmp_path):
         assert counts(con) == expected_counts(tasks)
         assert con.sql("SELECT DISTINCT file FROM tasks").fetchall() == [
             (f"http://127.0.0.1:{port}/export.json",)]
+        assert_children_link(con)
         assert b"nothing to do" in ingest_cli(url, "--lake", tmp_path / "lake").stderr
+        lakemod.ingest([url], tmp_path / "delta", format="delta")
+        con = lakemod.connect(tmp_path / "delta")
+        assert counts(con, "latest") == expected_counts(tasks)
+        assert_children_link(con, "latest")
     finally:
         server.shutdown()
         server.server_close()
