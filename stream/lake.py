@@ -918,7 +918,7 @@ def _register(con: duckdb.DuckDBPyConnection, lk: Lake) -> None:
         SELECT t.* FROM main.tasks t JOIN _lake_live l ON t.batch = l.batch
             AND t.source = l.source AND t.project_id IS NOT DISTINCT FROM l.project_id
         QUALIFY row_number() OVER (PARTITION BY t.source, t.project_id, t.task_id
-            ORDER BY t.updated_at DESC NULLS LAST, l.seq DESC, t.position DESC) = 1""")
+            ORDER BY t.updated_at DESC NULLS LAST, l.seq DESC, t.file DESC, t.position DESC) = 1""")
     # a child follows its own task row, (file, task_position), since task ids may repeat
     # within a batch; child rows of batches written before those columns follow the task id
     for table in TABLES:
