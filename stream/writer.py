@@ -256,8 +256,7 @@ class Output:
             raise AnnostreamError(
                 f"{self.folder} already holds a conversion; use --overwrite to replace it "
                 "or --append to add to it")
-        if mode != "new" and not manifest.exists() and any(
-                (self.folder / t).exists() for t in TABLES):
+        if not manifest.exists() and any((self.folder / t).exists() for t in TABLES):
             raise AnnostreamError(f"{self.folder} has table folders but no {MANIFEST}; "
                                   "remove them or choose another output folder")
         self.previous = json.loads(manifest.read_text()) if (  # bounded: our small manifest
@@ -275,17 +274,26 @@ class Output:
         return f"{len((self.previous or {}).get('runs', [])):06d}-{self.run_id}"
 
     def commit(self, manifest: dict) -> None:
-        """Move the staged parts into place, then write the manifest (the completion mark)."""
+        """Move the staged tables into place, then write the manifest (the completion mark).
+
+        Whole table folders are renamed, so the window between the old and the new state is a
+        few renames; during it the folder has no manifest and reads as incomplete (a later
+        run refuses it instead of mixing old and new parts).
+        """
         final_manifest = self.folder / MANIFEST
         if self.mode == "overwrite":
             final_manifest.unlink(missing_ok=True)
             for t in TABLES:
-                shutil.rmtree(self.folder / t, ignore_errors=True)
+                if (self.folder / t).exists():
+                    os.replace(self.folder / t, self.stage / f".old-{t}")
         for t in TABLES:
-            dest = self.folder / t
-            dest.mkdir(exist_ok=True)
-            for part in sorted((self.stage / t).glob("*.parquet")):
-                os.replace(part, dest / part.name)
+            staged, dest = self.stage / t, self.folder / t
+            staged.mkdir(exist_ok=True)
+            if dest.exists():  # append: this run's parts join the earlier ones
+                for part in sorted(staged.glob("*.parquet")):
+                    os.replace(part, dest / part.name)
+            else:
+                os.replace(staged, dest)
         tmp = self.folder / f".{MANIFEST}.{self.run_id}.tmp"
         tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         os.replace(tmp, final_manifest)

@@ -8,9 +8,13 @@ import json
 import math
 
 import pyarrow.parquet as pq
+import pytest
+from conftest import read_tables
 
 from stream import convert
+from stream.errors import AnnostreamError
 from stream.export import export
+from stream.tables import TABLES
 from stream.writer import ROLL_GROUPS
 
 TASKS = ROLL_GROUPS * 2 + 7  # three files per table at one task per row group
@@ -76,3 +80,29 @@ def test_parallel_jobs_roll_and_keep_task_order(tmp_path):
     parts = task_ids_by_part(out)
     assert len(parts) > 2 * math.ceil(TASKS / ROLL_GROUPS)  # several jobs, each rolled
     assert [i for part in parts for i in part] == [str(t["id"]) for t in tasks]
+
+
+def test_stale_table_folders_without_a_manifest_are_refused_in_every_mode(tmp_path):
+    """Parts left without a manifest (a deleted manifest, a crash mid-commit) must never be
+    read together with a new run's parts: every mode refuses the folder."""
+    src = tmp_path / "a.json"
+    src.write_text('[{"id": 1, "data": {"t": "x"}}]')
+    out = tmp_path / "out"
+    convert([src], out)
+    (out / "_manifest.json").unlink()
+    for mode in ("new", "overwrite", "append"):
+        with pytest.raises(AnnostreamError, match="no _manifest.json"):
+            convert([src], out, mode=mode)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(TABLES)
+    assert not [p for p in out.iterdir() if p.name.startswith(".annostream-tmp")]
+
+
+def test_overwrite_replaces_whole_tables(tmp_path):
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text('[{"id": 1, "data": {}}, {"id": 2, "data": {}}]')
+    second.write_text('[{"id": 3, "data": {}}]')
+    out = tmp_path / "out"
+    convert([first], out)
+    convert([second], out, mode="overwrite")
+    assert read_tables(out)["tasks"].column("task_id").to_pylist() == ["3"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
