@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import pyarrow as pa
 
 from . import __version__
+from .errors import InputError
 from .formats import SKIPPED_LISTED, FileStats, Readers, read_source
 from .parallel import RANGE_BYTES, convert_parallel, default_workers
 from .progress import Progress
@@ -52,6 +53,9 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
                                     range_bytes)
             if rows is None:
                 rows = _sequential(names, out, on_error, batch_rows, progress, stats.add)
+        empty = [n for n in dict.fromkeys(names) if n not in stats.inputs]
+        if empty:  # a mistyped path in a cron job must not give empty tables and exit 0
+            raise InputError(empty[0], "no input files found in this folder or zip")
         manifest = _manifest(stats, rows, started, time.monotonic() - t0, out)
         out.commit(manifest)
         return manifest

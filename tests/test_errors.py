@@ -381,3 +381,28 @@ def test_offset_of_a_late_error_in_a_big_array_is_near_the_bad_byte(tmp_path, wo
         convert([path], tmp_path / "out", workers=workers, range_bytes=len(data) // 3)
     assert err.value.position == bad_task
     assert at <= err.value.offset <= at + (1 << 17), (at, err.value.offset, len(data))
+
+
+def test_an_empty_folder_is_bad_input(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = run_cli("convert", str(tmp_path / "empty"), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2
+    err = r.stderr.decode()
+    assert "no input files found" in err and err.count("\n") == 1, err
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_on_error_skip_skips_a_broken_per_task_file_of_a_folder(tmp_path):
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    good = [dict(t, id=500 + k) for k, t in enumerate(TASKS[:2])]
+    (folder / "a.json").write_text(json.dumps(good[0]))
+    (folder / "b.json").write_text(json.dumps(good[1])[:-7])  # truncated
+    (folder / "c.json").write_text(json.dumps(dict(good[1], id=777)))
+    with pytest.raises(InputError):
+        convert([folder], tmp_path / "strict")
+    manifest = convert([folder], tmp_path / "out", on_error="skip")
+    assert manifest["skipped_tasks"] == 1
+    assert manifest["runs"][-1]["skipped_tasks"][0]["file"].endswith("b.json")
+    ids = read_tables(tmp_path / "out")["tasks"].column("task_id").to_pylist()
+    assert ids == ["500", "777"]

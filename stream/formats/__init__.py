@@ -215,11 +215,17 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
             except StopIteration:
                 break
             except (ijson.JSONError, UnicodeDecodeError) as exc:
-                raise InputError(src.name, _parse_message(exc), position, where.offset) from exc
+                error = InputError(src.name, _parse_message(exc), position, where.offset)
+                if (on_error == "skip" and not src.explicit and plan.container == "object"
+                        and position == first):  # one broken per-task file of a folder or zip
+                    _skip(stats, src.name, position, f"unreadable file: {error.reason}")
+                    position += 1
+                    break
+                raise error from exc
             except InputError as exc:  # a corrupt compressed stream: say where it broke
                 if exc.position is not None:
                     raise
-                raise InputError(src.name, exc.reason, position, reader.offset) from exc
+                raise InputError(src.name, exc.reason, position, where.offset) from exc
             marks = out.mark()
             try:
                 if plan.container == "object" and plan.platform == "labelstudio":
@@ -229,11 +235,7 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
                 out.rollback(marks)
                 if on_error != "skip":
                     raise InputError(src.name, str(exc), position, where.offset) from exc
-                log.warning("%s: task %d skipped: %s", src.name, position, exc)
-                stats.skipped_count += 1
-                if len(stats.skipped) < SKIPPED_LISTED:
-                    stats.skipped.append({"file": src.name, "position": position,
-                                          "error": str(exc)})
+                _skip(stats, src.name, position, str(exc))
             position += 1
             out.maybe_flush()
             if tick is not None:
@@ -242,6 +244,14 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
         return stats
     finally:
         raw.close()
+
+
+def _skip(stats: FileStats, name: str, position: int, error: str) -> None:
+    """Count and log a skipped task; the manifest lists the first SKIPPED_LISTED of them."""
+    log.warning("%s: task %d skipped: %s", name, position, error)
+    stats.skipped_count += 1
+    if len(stats.skipped) < SKIPPED_LISTED:
+        stats.skipped.append({"file": name, "position": position, "error": error})
 
 
 def _require_task(obj: object) -> None:
