@@ -117,7 +117,7 @@ def query(folder: str, sql: str | None, sql_file, fmt: str | None, output: str |
       annostream query out/ --file report.sql
     """
     if (sql is None) == (sql_file is None):
-        raise click.UsageError("give the SQL as an argument or with --file, not both")
+        raise click.UsageError("give the SQL either as an argument or with --file (exactly one)")
     script = sql if sql is not None else sql_file.read()  # bounded: a SQL script
     con = connect(folder)
     rel = run_sql(con, script)

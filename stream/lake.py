@@ -847,14 +847,6 @@ def _drop_batches(lk: Lake, fmt: str, batches: list[str], parts: list[str] | Non
 
 
 # -- reading ----------------------------------------------------------------------------------
-def is_lake(uri: str | os.PathLike) -> bool:
-    """True when `uri` holds a lake (its `_lake/lake.json`)."""
-    try:
-        return Lake(uri).exists(LAKE_JSON)
-    except (AnnostreamError, OSError):
-        return False
-
-
 def _live(committed: list[dict]) -> list[tuple[str, str | None, str, int]]:
     """Per (source, project): the newest full snapshot and the partial batches after it (or
     every partial batch when there is no full one), as (source, project, batch, seq).
