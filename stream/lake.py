@@ -169,7 +169,7 @@ class Lake:
 
     def read_json(self, rel: str) -> dict | None:
         data = self.read_bytes(rel)
-        return None if data is None else json.loads(data)
+        return None if data is None else json.loads(data)  # bounded: the lake's own small files
 
     def write_json(self, rel: str, obj: dict) -> None:
         self.write_bytes(rel, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
@@ -186,7 +186,8 @@ class Lake:
         data = self.read_bytes(LEDGER)
         if data is None:
             return []
-        return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+        lines = data.decode().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]  # bounded: a line a batch
 
     def write_ledger(self, entries: list[dict]) -> None:
         self.write_bytes(LEDGER, "".join(json.dumps(e, ensure_ascii=False) + "\n"
@@ -229,8 +230,8 @@ class _FileLock:
                     f.seek(0)
                     other = f.read().strip()  # bounded: one line written by the holder
                     f.close()
-                    raise LakeBusy(_busy_message(self.lake, json.loads(other) if other else {},
-                                                 wait)) from None
+                    holder = json.loads(other) if other else {}  # bounded: one line
+                    raise LakeBusy(_busy_message(self.lake, holder, wait)) from None
                 time.sleep(0.1)
         f.seek(0)
         f.truncate()
@@ -814,7 +815,7 @@ def recover(lk: Lake) -> None:
     committed = {e["batch"] for e in _committed(lk.ledger())}
     pending = lk.fs.get_file_info(pafs.FileSelector(lk.path(PENDING), allow_not_found=True))
     for info in pending:
-        rec = json.loads(lk.read_bytes(info.path[len(lk.root) + 1:]) or b"{}")
+        rec = lk.read_json(info.path[len(lk.root) + 1:]) or {}
         if rec.get("batch") not in committed:
             log.info("removing batch %s left by an interrupted run", rec.get("batch"))
             _drop_batches(lk, rec.get("format", "parquet"), [rec["batch"]], rec.get("parts"))
