@@ -423,18 +423,21 @@ def _open(path: Path) -> BinaryIO:
 
 
 class _Array:
-    """A JSON array written one element at a time."""
+    """A JSON array written one element at a time, between `head` and `tail`."""
+
+    head, tail = "[", "]"
 
     def __init__(self, path: Path) -> None:
         self.f = _open(path)
         self.n = 0
 
     def add(self, obj: Any) -> None:
-        self.f.write((",\n" if self.n else "[\n").encode() + dumps(obj).encode())
+        self.f.write((",\n" if self.n else self.head + "\n").encode() + dumps(obj).encode())
         self.n += 1
 
     def close(self) -> None:
-        self.f.write(b"\n]\n" if self.n else b"[]\n")
+        end = f"\n{self.tail}\n" if self.n else f"{self.head}{self.tail}\n"
+        self.f.write(end.encode())
         self.f.close()
 
 
@@ -452,13 +455,7 @@ class _Objects(_Array):
 class _Wrapper(_Array):
     """The Dataloop docs' `{"annotations": [items]}`."""
 
-    def add(self, obj: Any) -> None:
-        self.f.write((",\n" if self.n else '{"annotations": [\n').encode() + dumps(obj).encode())
-        self.n += 1
-
-    def close(self) -> None:
-        self.f.write(b"\n]}\n" if self.n else b'{"annotations": []}\n')
-        self.f.close()
+    head, tail = '{"annotations": [', "]}"
 
 
 class _Elements(_Array):
