@@ -7,6 +7,7 @@ the whole run succeeded, so a failed run never leaves output that looks complete
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -251,6 +252,18 @@ class Output:
     def __init__(self, folder: str | os.PathLike, mode: str = "new") -> None:
         self.folder = Path(folder)
         self.mode = mode
+        self._lock = _lock_folder(self.folder)
+        try:
+            self._check()
+        except BaseException:
+            os.close(self._lock)
+            raise
+        self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        self.stage = self.folder / f".annostream-tmp-{self.run_id}"
+        self.stage.mkdir()
+
+    def _check(self) -> None:
+        mode = self.mode
         manifest = self.folder / MANIFEST
         if manifest.exists() and mode == "new":
             raise AnnostreamError(
@@ -261,9 +274,6 @@ class Output:
                                   "remove them or choose another output folder")
         self.previous = json.loads(manifest.read_text()) if (  # bounded: our small manifest
             mode == "append" and manifest.exists()) else None
-        self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-        self.stage = self.folder / f".annostream-tmp-{self.run_id}"
-        self.stage.mkdir(parents=True)
 
     def part_prefix(self) -> str:
         """Part names sort after existing ones, so a glob reads runs in order: '0' for a new
@@ -298,6 +308,22 @@ class Output:
         tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         os.replace(tmp, final_manifest)
         shutil.rmtree(self.stage, ignore_errors=True)
+        os.close(self._lock)
 
     def abort(self) -> None:
         shutil.rmtree(self.stage, ignore_errors=True)
+        os.close(self._lock)
+
+
+def _lock_folder(folder: Path) -> int:
+    """An exclusive flock on the output folder itself (no lock file to leave behind; the
+    kernel drops it when the process dies): two runs never write one folder at once."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AnnostreamError(f"{folder}: another annostream run is writing to this folder; "
+                              "run again when it has finished") from None
+    return fd

@@ -106,3 +106,15 @@ def test_overwrite_replaces_whole_tables(tmp_path):
     convert([second], out, mode="overwrite")
     assert read_tables(out)["tasks"].column("task_id").to_pylist() == ["3"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_second_run_on_the_same_folder_fails_clearly_while_the_first_writes(tmp_path):
+    """Two appends at once would both read the same manifest and the last would win."""
+    from stream.writer import Output
+
+    out = tmp_path / "out"
+    first = Output(out, "new")
+    with pytest.raises(AnnostreamError, match="another annostream run"):
+        Output(out, "append")
+    first.abort()
+    Output(out, "new").abort()  # free again once the first run ended
