@@ -55,3 +55,18 @@ def test_a_task_with_empty_predictions_first_converts_as_a_task(tmp_path):
     got = read_tables(tmp_path / "out")["tasks"]
     assert got["container"].to_pylist() == ["array"] * len(tasks)
     assert [json.loads(d) for d in got["data"].to_pylist()] == [t["data"] for t in tasks]
+
+
+def test_a_second_element_that_is_not_texts_means_label_studio(tmp_path, converted):
+    """Found by the round-trip property test: a flat import object holding an empty list,
+    followed by a task, is Label Studio, not the NER model file."""
+    path = tmp_path / "tasks.json"
+    path.write_text('[{"": []}, {"data": {}}]')
+    tables = converted(path)
+    assert tables["tasks"].column("form").to_pylist() == ["flat", "task"]
+
+
+def test_a_lone_spans_like_object_is_a_flat_task(tmp_path, converted):
+    path = tmp_path / "one.json"
+    path.write_text('[{"": []}]')
+    assert converted(path)["tasks"].column("form").to_pylist() == ["flat"]

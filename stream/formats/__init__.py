@@ -112,7 +112,29 @@ def _ner_like(head: bytes) -> bool:
             or events[4:8] == ["start_array", "int", "int", "end_array"]):
         return False
     keys = _first_keys(head, "item")
-    return all(event == "start_array" and k not in TASK_KEYS for k, event in keys)
+    return (all(event == "start_array" and k not in TASK_KEYS for k, event in keys)
+            and _texts_follow(head))
+
+
+def _texts_follow(head: bytes) -> bool:
+    """When the peek reaches past the spans object: the array holds exactly one more object,
+    whose values are texts (strings), and nothing else."""
+    elements = 0
+    try:
+        for prefix, event, _ in ijson.parse(io.BytesIO(head)):
+            if prefix == "item" and event in ("start_map", "start_array", "string", "number",
+                                              "boolean", "null"):
+                elements += 1
+                if elements > 2 or event != "start_map":
+                    return False
+            elif elements == 2 and prefix.startswith("item.") and prefix.count(".") == 1:
+                if event != "string":
+                    return False
+            elif prefix == "" and event == "end_array":
+                return elements == 2
+    except ijson.JSONError:
+        pass  # the peek ends inside the array: what it saw decides
+    return True
 
 
 def sniff(reader: Reader) -> Plan | None:
