@@ -12,8 +12,6 @@ from . import __version__
 from .convert import convert as convert_exports
 from .errors import AnnostreamError
 from .output import emit, row_options
-from .query import catalog, connect
-from .query import run as run_sql
 from .tables import TABLES, schema_markdown
 
 
@@ -118,6 +116,8 @@ def query(folder: str, sql: str | None, sql_file, fmt: str | None, output: str |
     """
     if (sql is None) == (sql_file is None):
         raise click.UsageError("give the SQL either as an argument or with --file (exactly one)")
+    from .query import connect, run as run_sql
+
     script = sql if sql is not None else sql_file.read()  # bounded: a SQL script
     con = connect(folder)
     rel = run_sql(con, script)
@@ -141,6 +141,8 @@ def tables(folder: str, columns: bool, no_view_counts: bool, fmt: str | None,
       annostream tables out/
       annostream tables out/ --columns --format markdown
     """
+    from .query import catalog, connect
+
     con = connect(folder)
     _report(emit(con, catalog(con, columns=columns, view_counts=not no_view_counts), fmt, output),
             output)

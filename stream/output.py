@@ -14,13 +14,14 @@ import os
 import sys
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator, TextIO
+from typing import TYPE_CHECKING, Callable, Iterator, TextIO
 
 import click
-import duckdb
 
 from .errors import AnnostreamError
-from .query import sql_error
+
+if TYPE_CHECKING:  # duckdb loads with the first printed row, not with every command
+    import duckdb
 
 FORMATS = ("table", "csv", "tsv", "json", "ndjson", "markdown")
 BATCH_ROWS = 10_000
@@ -63,6 +64,10 @@ def emit(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, fmt: str 
          output: str | None = None, out: TextIO | None = None) -> int | None:
     """Print `rel` in `fmt` to `out` (stdout), or COPY it to `output`; returns rows written
     to a file. DuckDB errors (also those raised mid-stream) become one-line QueryErrors."""
+    import duckdb
+
+    from .query import sql_error
+
     out = out or sys.stdout
     try:
         con.execute("SET enable_progress_bar = false")  # DuckDB draws it on stdout, among rows
