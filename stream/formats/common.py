@@ -135,3 +135,16 @@ def str_list(v: Any) -> list[str] | None:
     if type(v) is list and all(type(x) is str for x in v):
         return v
     return None
+
+
+def child_list(obj: dict, key: str, cols: dict, i: int, extra: dict) -> list | None:
+    """The list under `key` whose items become child rows (noted in `list_keys`); any other
+    value stays in `extra` as it is."""
+    value = obj.get(key)
+    if type(value) is list:
+        cols["list_keys"][i] = [key]
+        return value
+    cols["list_keys"][i] = []
+    if key in obj:
+        extra[key] = value
+    return None

@@ -83,8 +83,8 @@ import ijson
 from ..errors import InputError, TaskError
 from ..sources import Reader
 from ..writer import Buffers
-from .common import (ABSENT, BOOL, INT, STR, dumps, extra_of, fill_plain, id_fit, is_num, jtype,
-                     ts_fit)
+from .common import (ABSENT, BOOL, INT, STR, child_list, dumps, extra_of, fill_plain, id_fit,
+                     is_num, jtype, ts_fit)
 
 SOURCE = "dataloop"
 TS_DIGITS = 3  # Dataloop writes milliseconds: 2022-06-07T09:13:41.000Z
@@ -260,16 +260,10 @@ class Dataloop:
         c["fps"][i] = fps
         if is_num(system.get("duration")):
             c["duration"][i] = system["duration"]
-        annotations = item.get("annotations")
-        if type(annotations) is list:
-            c["list_keys"][i] = ["annotations"]
-        else:
-            c["list_keys"][i] = []
-            if "annotations" in item:
-                extra["annotations"] = annotations
+        annotations = child_list(item, "annotations", c, i, extra)
         c["extra"][i] = dumps(extra) if extra else "{}"
         self.t.n += 1
-        if type(annotations) is list:
+        if annotations is not None:
             video = mimetype.startswith("video/")
             timed = video or mimetype.startswith("audio/")
             for p, ann in enumerate(annotations):

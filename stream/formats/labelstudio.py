@@ -11,8 +11,8 @@ from typing import Any
 
 from ..errors import TaskError
 from ..writer import Buffers
-from .common import (ABSENT, BOOL, EXACT_INT, INT, LISTED, NONE, NUM, STR, dumps, extra_of,
-                     fill_plain, id_fit, jtype, str_list, ts_fit)
+from .common import (ABSENT, BOOL, EXACT_INT, INT, LISTED, NONE, NUM, STR, child_list, dumps,
+                     extra_of, fill_plain, id_fit, jtype, str_list, ts_fit)
 
 SOURCE = "labelstudio"
 TS_DIGITS = 6  # Label Studio writes microseconds: 2021-03-09T21:52:49.513742Z
@@ -176,16 +176,10 @@ class LabelStudio:
         if "was_cancelled" not in ann and type(ann.get("skipped")) is bool:  # pre-1.0
             c["was_cancelled"][i] = ann["skipped"]
             extra.setdefault(ABSENT, []).append("was_cancelled")
-        result = ann.get("result")
-        if type(result) is list:
-            c["list_keys"][i] = ["result"]
-        else:
-            c["list_keys"][i] = []
-            if "result" in ann:
-                extra["result"] = result
+        result = child_list(ann, "result", c, i, extra)
         c["extra"][i] = dumps(extra) if extra else "{}"
         self.a.n += 1
-        if type(result) is list:
+        if result is not None:
             self._results(result, task_id, kind, aid)
 
     # -- result items -----------------------------------------------------------------------
