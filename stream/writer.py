@@ -219,6 +219,11 @@ class Buffers:
     def __getitem__(self, name: str) -> Buffer:
         return self.tables[name]
 
+    def columns(self, name: str) -> dict[str, dict[int, Any]]:
+        """Every column of a table as its sparse map: a reader sets `map[row] = value`."""
+        b = self.tables[name]
+        return {c: b.at(c) for c in b.table.names}
+
     def mark(self) -> dict[str, int]:
         return {name: b.n for name, b in self.tables.items()}
 

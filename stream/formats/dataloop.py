@@ -202,10 +202,10 @@ class Dataloop:
     def __init__(self, out: Buffers) -> None:
         self.out = out
         self.t, self.a, self.r, self.k = out["tasks"], out["annotations"], out["results"], out["keyframes"]
-        self.tcols = {c: self.t.at(c) for c in self.t.table.names}
-        self.acols = {c: self.a.at(c) for c in self.a.table.names}
-        self.rcols = {c: self.r.at(c) for c in self.r.table.names}
-        self.kcols = {c: self.k.at(c) for c in self.k.table.names}
+        self.tcols = out.columns("tasks")
+        self.acols = out.columns("annotations")
+        self.rcols = out.columns("results")
+        self.kcols = out.columns("keyframes")
         self.file, self.position = "", 0  # the item being added: its child rows' link
 
     def add(self, obj: Any, file: str, position: int, container: str) -> None:

@@ -69,11 +69,11 @@ class LabelStudio:
         self.out = out
         self.t, self.a, self.r = out["tasks"], out["annotations"], out["results"]
         self.rel, self.k = out["relations"], out["keyframes"]
-        self.tcols = {c: self.t.at(c) for c in self.t.table.names}
-        self.acols = {c: self.a.at(c) for c in self.a.table.names}
-        self.rcols = {c: self.r.at(c) for c in self.r.table.names}
-        self.relcols = {c: self.rel.at(c) for c in self.rel.table.names}
-        self.kcols = {c: self.k.at(c) for c in self.k.table.names}
+        self.tcols = out.columns("tasks")
+        self.acols = out.columns("annotations")
+        self.rcols = out.columns("results")
+        self.relcols = out.columns("relations")
+        self.kcols = out.columns("keyframes")
         self.file, self.position = "", 0  # the task being added: its child rows' link
 
     # -- tasks ------------------------------------------------------------------------------
