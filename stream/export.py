@@ -76,9 +76,11 @@ class _Rows:
         self.parts = sorted(str(p) for p in (folder / table).glob("*.parquet"))
         for path in self.parts:
             names = pq.read_schema(path).names
-            if table != "tasks" and "task_position" not in names:
+            link = {"tasks": "position", "annotations": "task_position"}.get(table,
+                                                                             "annotation_position")
+            if link not in names:
                 raise AnnostreamError(f"{path} was written by an older annostream (no "
-                                      "file/task_position link to its task): convert the inputs "
+                                      f"{link} link to its parent row): convert the inputs "
                                       "again to export them")
         self._it = self._iter(batch_rows)
         self.head: dict | None = None
@@ -173,10 +175,11 @@ def walk(folder: Path, batch_rows: int = BATCH_ROWS,
         for a in anns.take(of_task, _ann_order):
             ann = Annotation(a)
             if _has_results(a):
-                kind, aid = a["kind"], a["annotation_id"]
+                kind, aid, apos = a["kind"], a["annotation_id"], a["position"]
 
-                def same(r: dict) -> bool:
-                    return of_task(r) and r["kind"] == kind and r["annotation_id"] == aid
+                def same(r: dict) -> bool:  # completions and annotations share kind and positions
+                    return (of_task(r) and r["kind"] == kind and r["annotation_position"] == apos
+                            and r["annotation_id"] == aid)
 
                 ann.results = res.take(same, _position)
                 ann.relations = rels.take(same, _position)

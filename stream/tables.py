@@ -21,8 +21,9 @@ converter's own and the input's key comes back as it was.
 A task row is identified by (`file`, `position`) within a conversion (ids may repeat: two
 snapshots of one project converted together); every child row (annotations, results,
 relations, keyframes) carries its task's `file` and `task_position`, which link it to exactly
-one task row, and an annotation's children belong to the annotation of that task with their
-(`kind`, `annotation_id`).
+one task row; results, relations and keyframes also carry `annotation_position`, so they
+belong to the annotation of that task with their (`kind`, `annotation_position`,
+`annotation_id`) even where annotation ids repeat.
 Columns that copy parts of a JSON column (`results.labels`, `x`, ... from `value`) are
 conveniences: the JSON column stays whole.
 """
@@ -72,6 +73,11 @@ TASK_ID = _c(
     "task_id", pa.string(),
     "Task (Label Studio) or item (Dataloop) id as text. Ids missing in the input get a stable "
     "synthetic id starting with '~' (input name and position).",
+)
+ANNOTATION_POSITION = _c(
+    "annotation_position", pa.int64(),
+    "`position` of the row's annotation in `annotations`: with (file, task_position, kind) it "
+    "links the row to one annotation even where annotation ids repeat within a task.",
 )
 KIND = _c(
     "kind", pa.string(),
@@ -195,7 +201,7 @@ ANNOTATIONS = Table(
 RESULTS = Table(
     "results",
     "One row per result item (region part) that is not a relation; Dataloop: one per annotation.",
-    ("file", "task_position", "kind", "annotation_id", "position"),
+    ("file", "task_position", "kind", "annotation_position", "position"),
     (
         SOURCE,
         TASK_ID,
@@ -203,6 +209,7 @@ RESULTS = Table(
         TASK_POSITION,
         KIND,
         ANNOTATION_ID,
+        ANNOTATION_POSITION,
         _c("position", pa.int64(), "0-based place in the annotation's `result` list (relations "
            "count too)."),
         REGION_ID,
@@ -248,7 +255,7 @@ RESULTS = Table(
 RELATIONS = Table(
     "relations",
     "One row per relation result (type 'relation').",
-    ("file", "task_position", "kind", "annotation_id", "position"),
+    ("file", "task_position", "kind", "annotation_position", "position"),
     (
         SOURCE,
         TASK_ID,
@@ -256,6 +263,7 @@ RELATIONS = Table(
         TASK_POSITION,
         KIND,
         ANNOTATION_ID,
+        ANNOTATION_POSITION,
         _c("position", pa.int64(), "0-based place in the annotation's `result` list."),
         _c("from_id", pa.string(), "Region id the relation starts at (may be missing from results)."),
         _c("to_id", pa.string(), "Region id the relation points to."),
@@ -269,7 +277,7 @@ KEYFRAMES = Table(
     "keyframes",
     "One row per stored video keyframe: Label Studio `videorectangle` sequence entries, "
     "Dataloop track start states and `snapshots_`.",
-    ("file", "task_position", "kind", "annotation_id", "result_position", "position"),
+    ("file", "task_position", "kind", "annotation_position", "result_position", "position"),
     (
         SOURCE,
         TASK_ID,
@@ -277,6 +285,7 @@ KEYFRAMES = Table(
         TASK_POSITION,
         KIND,
         ANNOTATION_ID,
+        ANNOTATION_POSITION,
         REGION_ID,
         _c("result_position", pa.int64(), "`position` of the owning row in `results`."),
         _c("position", pa.int64(), "0-based place in the sequence (Dataloop: 0 is the track's "

@@ -586,3 +586,20 @@ def test_dataloop_annotation_types_that_are_not_strings_are_kept(tmp_path):
         "SELECT annotation_id, type, width FROM results ORDER BY annotation_id").fetchall()
     assert widths == [(a["id"], a["type"], box[1]["x"] - box[0]["x"]) if a["type"] == "box"
                       else (a["id"], None, None) for a in item["annotations"]]
+
+
+def test_annotations_sharing_an_id_in_one_task_keep_their_own_results(tmp_path):
+    """Rows link to their annotation by position, so repeated ids (and completions next to
+    annotations at the same positions) cannot trade results."""
+    r = {"id": "r", "type": "choices", "from_name": "c", "to_name": "t",
+         "value": {"choices": ["A"]}}
+    rel = {"type": "relation", "from_id": "r", "to_id": "q", "direction": "right"}
+    tasks = [{"id": 1, "data": {"t": "x"},
+              "annotations": [{"id": 9, "result": []}, {"id": 9, "result": [r, rel]}],
+              "completions": [{"id": 9, "result": []}],
+              "predictions": [{"id": 4, "result": [r]}, {"id": 4, "result": []}]}]
+    src = tmp_path / "dup.json"
+    src.write_text(json.dumps(tasks))
+    convert([src], tmp_path / "tables")
+    export(tmp_path / "tables", tmp_path / "rebuilt.json")
+    assert json.loads((tmp_path / "rebuilt.json").read_text()) == tasks

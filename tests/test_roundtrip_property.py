@@ -132,41 +132,23 @@ storage = st.builds(lambda a, t: {"task": t, **a, "result": a.get("result") or [
                     annotation, task.map(lambda t: {k: v for k, v in t.items() if k != "data"}))
 
 
-def _id_text(v) -> str | None:
-    return str(v) if type(v) in (int, str) else None
-
-
-def distinct_ids(tasks: list) -> list:
-    """Leave out tasks whose id repeats one before them, and annotations whose id repeats one
-    of the same kind in their task: the tables cannot tell such owners apart when an earlier
-    one has an empty list (the known limit, shown by the xfail test below)."""
-    seen_tasks: set[str] = set()
-    out = []
+def completions_apart(tasks: list) -> list:
+    """Ids may repeat (tasks, annotations of one kind): rows link to their owners by position.
+    The one case left out: a task holding both `annotations` and pre-1.0 `completions` (both
+    kind 'annotation') where the two lists have an annotation with the same id at the same
+    position (the known limit in docs/export.md)."""
     for t in tasks:
         inner = t["task"] if "data" not in t and "task" in t else t
-        key = _id_text(inner.get("id")) if "data" in inner or inner is not t else None
-        if key is not None:
-            if key in seen_tasks:
-                continue
-            seen_tasks.add(key)
-        seen = {kind: set() for kind in ("a", "p", "d")}
-        for list_key, kind in (("annotations", "a"), ("completions", "a"), ("predictions", "p"),
-                               ("drafts", "d")):
-            if type(inner.get(list_key)) is list:
-                kept = []
-                for ann in inner[list_key]:
-                    aid = _id_text(ann.get("id")) if type(ann) is dict else None
-                    if aid is None or aid not in seen[kind]:
-                        kept.append(ann)
-                        seen[kind].add(aid)
-                inner[list_key] = kept
-        if inner is not t and _id_text(t.get("id")) in seen["a"]:
-            continue
-        out.append(t)
-    return out
+        anns, comps = inner.get("annotations"), inner.get("completions")
+        if type(anns) is list and type(comps) is list:
+            inner["completions"] = [
+                c for p, c in enumerate(comps)
+                if not (p < len(anns) and type(c) is dict and type(anns[p]) is dict
+                        and c.get("id") == anns[p].get("id"))]
+    return tasks
 
 
-export_shape = st.lists(task | task | flat | storage, min_size=1, max_size=4).map(distinct_ids)
+export_shape = st.lists(task | task | flat | storage, min_size=1, max_size=4).map(completions_apart)
 
 
 @settings(max_examples=150, deadline=None,
@@ -244,30 +226,7 @@ item = with_unknown(
 ).flatmap(lambda i: st.builds(lambda f: {"filename": f, **i}, drift(st.text(max_size=8))))
 
 
-def _dl_distinct(items: list) -> list:
-    """Item ids unique, annotation ids unique per item (see distinct_ids)."""
-    seen, out = set(), []
-    for it in items:
-        key = _id_text(it.get("id", it.get("_id")))
-        if key is not None and key in seen:
-            continue
-        seen.add(key)
-        if type(it.get("annotations")) is list:
-            ids_ = set()
-            kept = []
-            for a in it["annotations"]:
-                aid = _id_text(a.get("id", a.get("_id")))
-                if aid is None or aid not in ids_:
-                    kept.append(a)
-                    ids_.add(aid)
-            it["annotations"] = kept
-        out.append(it)
-    return out
-
-
-@settings(max_examples=100, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(items=st.lists(item, min_size=1, max_size=3).map(_dl_distinct))
+@given(items=st.lists(item, min_size=1, max_size=3))
 def test_any_dataloop_export_round_trips(items):
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "dataset.json"

@@ -207,6 +207,7 @@ class Dataloop:
         self.rcols = out.columns("results")
         self.kcols = out.columns("keyframes")
         self.file, self.position = "", 0  # the item being added: its child rows' link
+        self.apos = 0  # the annotation being added: its result and keyframe rows' link
 
     def add(self, obj: Any, file: str, position: int, container: str) -> None:
         """One item (or, for container 'elements', one `(element, document meta)` pair)."""
@@ -298,6 +299,7 @@ class Dataloop:
         c["file"][i], c["task_position"][i] = self.file, self.position
         c["kind"][i] = "annotation"
         c["position"][i] = p
+        self.apos = p
         c["form"][i] = "object"
         fill_plain(ann, ANNOTATION_PLAIN, c, i, extra)
         creator = c["completed_by"].get(i)
@@ -337,6 +339,7 @@ class Dataloop:
         c["file"][i], c["task_position"][i] = self.file, self.position
         c["kind"][i] = "annotation"
         c["annotation_id"][i] = aid
+        c["annotation_position"][i] = self.apos
         c["position"][i] = 0
         c["region_id"][i] = rid
         if type(system.get("parentId")) is str:
@@ -384,6 +387,7 @@ class Dataloop:
             c["file"][i], c["task_position"][i] = self.file, self.position
             c["kind"][i] = "annotation"
             c["annotation_id"][i] = aid
+            c["annotation_position"][i] = self.apos
             c["region_id"][i] = rid
             c["result_position"][i] = 0
             c["position"][i] = p

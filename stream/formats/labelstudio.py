@@ -75,6 +75,7 @@ class LabelStudio:
         self.relcols = out.columns("relations")
         self.kcols = out.columns("keyframes")
         self.file, self.position = "", 0  # the task being added: its child rows' link
+        self.apos = 0  # the annotation being added: its result rows' link
 
     # -- tasks ------------------------------------------------------------------------------
     def add(self, obj: Any, file: str, position: int, container: str) -> None:
@@ -180,6 +181,7 @@ class LabelStudio:
         c["extra"][i] = dumps(extra) if extra else "{}"
         self.a.n += 1
         if result is not None:
+            self.apos = position
             self._results(result, task_id, kind, aid)
 
     # -- result items -----------------------------------------------------------------------
@@ -200,6 +202,7 @@ class LabelStudio:
             c["file"][i], c["task_position"][i] = self.file, self.position
             c["kind"][i] = kind
             c["annotation_id"][i] = aid
+            c["annotation_position"][i] = self.apos
             c["position"][i] = p
             fill_plain(r, RESULT_PLAIN, c, i, extra)
             if "value" in r:
@@ -268,6 +271,7 @@ class LabelStudio:
         c["file"][i], c["task_position"][i] = self.file, self.position
         c["kind"][i] = kind
         c["annotation_id"][i] = aid
+        c["annotation_position"][i] = self.apos
         c["position"][i] = p
         fill_plain(r, RELATION_PLAIN, c, i, extra)
         if "labels" in r:
@@ -319,7 +323,8 @@ class LabelStudio:
             put(col, i0, vals)
         for col, value in (("source", SOURCE), ("task_id", task_id), ("file", self.file),
                            ("task_position", self.position), ("kind", kind),
-                           ("annotation_id", aid), ("region_id", rid), ("result_position", rpos)):
+                           ("annotation_id", aid), ("annotation_position", self.apos),
+                           ("region_id", rid), ("result_position", rpos)):
             fill(col, i0, m, value)
         put("position", i0, list(range(m)))
         if extras is None:
