@@ -148,3 +148,13 @@ def child_list(obj: dict, key: str, cols: dict, i: int, extra: dict) -> list | N
     if key in obj:
         extra[key] = value
     return None
+
+
+def fill_ts(obj: dict, key: str, col: dict, i: int, extra: dict, digits: int) -> None:
+    """A timestamp key into its column (see `ts_fit`); an unusual spelling stays in `extra`."""
+    if key in obj:
+        d, keep = ts_fit(obj[key], digits)
+        if d is not None:
+            col[i] = d
+        if keep:
+            extra[key] = obj[key]

@@ -83,8 +83,8 @@ import ijson
 from ..errors import InputError, TaskError
 from ..sources import Reader
 from ..writer import Buffers
-from .common import (ABSENT, BOOL, INT, STR, child_list, dumps, extra_of, fill_plain, id_fit,
-                     is_num, jtype, ts_fit)
+from .common import (ABSENT, BOOL, INT, STR, child_list, dumps, extra_of, fill_plain, fill_ts,
+                     id_fit, is_num, jtype)
 
 SOURCE = "dataloop"
 TS_DIGITS = 3  # Dataloop writes milliseconds: 2022-06-07T09:13:41.000Z
@@ -242,8 +242,8 @@ class Dataloop:
             c["meta"][i] = dumps(meta)
             if key == "itemMetadata":  # old shape: the original stays in `extra`
                 extra.setdefault(ABSENT, []).append("metadata")
-        _ts(item, "createdAt", c["created_at"], i, extra)
-        _ts(item, "updatedAt", c["updated_at"], i, extra)
+        fill_ts(item, "createdAt", c["created_at"], i, extra, TS_DIGITS)
+        fill_ts(item, "updatedAt", c["updated_at"], i, extra, TS_DIGITS)
         if type(item.get("name")) is str:
             c["media_name"][i] = item["name"]
         meta = meta if type(meta) is dict else {}
@@ -305,8 +305,8 @@ class Dataloop:
         creator = c["completed_by"].get(i)
         if creator is not None and "@" in creator:  # Dataloop users are emails
             c["completed_by_email"][i] = creator
-        _ts(ann, "createdAt", c["created_at"], i, extra)
-        _ts(ann, "updatedAt", c["updated_at"], i, extra)
+        fill_ts(ann, "createdAt", c["created_at"], i, extra, TS_DIGITS)
+        fill_ts(ann, "updatedAt", c["updated_at"], i, extra, TS_DIGITS)
         md = ann.get("metadata")
         system = md.get("system") if type(md) is dict else None
         system = system if type(system) is dict else {}
@@ -435,15 +435,6 @@ def _id(obj: dict, col: dict, i: int, extra: dict, synthetic: str) -> str:
             text = synthetic
     col[i] = text
     return text
-
-
-def _ts(obj: dict, key: str, col: dict, i: int, extra: dict) -> None:
-    if key in obj:
-        d, keep = ts_fit(obj[key], TS_DIGITS)
-        if d is not None:
-            col[i] = d
-        if keep:
-            extra[key] = obj[key]
 
 
 def read_elements(reader: Reader, name: str) -> Iterator[tuple[dict, str]]:

@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import TaskError
 from ..writer import Buffers
 from .common import (ABSENT, BOOL, EXACT_INT, INT, LISTED, NONE, NUM, STR, child_list, dumps,
-                     extra_of, fill_plain, id_fit, jtype, str_list, ts_fit)
+                     extra_of, fill_plain, fill_ts, id_fit, jtype, str_list)
 
 SOURCE = "labelstudio"
 TS_DIGITS = 6  # Label Studio writes microseconds: 2021-03-09T21:52:49.513742Z
@@ -107,8 +107,8 @@ class LabelStudio:
             c["data"][i] = dumps(task["data"])
         if "meta" in task:
             c["meta"][i] = dumps(task["meta"])
-        self._ts(task, "created_at", c["created_at"], i, extra)
-        self._ts(task, "updated_at", c["updated_at"], i, extra)
+        fill_ts(task, "created_at", c["created_at"], i, extra, TS_DIGITS)
+        fill_ts(task, "updated_at", c["updated_at"], i, extra, TS_DIGITS)
         fill_plain(task, TASK_PLAIN, c, i, extra)
         lists = []
         for key in task:  # input order: list_keys restores the task's key order
@@ -171,8 +171,8 @@ class LabelStudio:
             else:
                 self._id(ann, "completed_by", c["completed_by"], i, extra)
         self._id(ann, "updated_by", c["updated_by"], i, extra)
-        self._ts(ann, "created_at", c["created_at"], i, extra)
-        self._ts(ann, "updated_at", c["updated_at"], i, extra)
+        fill_ts(ann, "created_at", c["created_at"], i, extra, TS_DIGITS)
+        fill_ts(ann, "updated_at", c["updated_at"], i, extra, TS_DIGITS)
         fill_plain(ann, ANNOTATION_PLAIN, c, i, extra)
         if "was_cancelled" not in ann and type(ann.get("skipped")) is bool:  # pre-1.0
             c["was_cancelled"][i] = ann["skipped"]
@@ -361,12 +361,3 @@ class LabelStudio:
             extra.setdefault(ABSENT, []).append(key)
         col[i] = text = synthetic()
         return text
-
-    @staticmethod
-    def _ts(obj: dict, key: str, col: dict, i: int, extra: dict) -> None:
-        if key in obj:
-            d, keep = ts_fit(obj[key], TS_DIGITS)
-            if d is not None:
-                col[i] = d
-            if keep:
-                extra[key] = obj[key]
