@@ -334,14 +334,8 @@ class Dataloop:
             extra["label"] = label
         oid, _ = id_fit(system.get("objectId"), False)
         rid = oid if oid is not None else aid
-        c["source"][i] = SOURCE
-        c["task_id"][i] = task_id
-        c["file"][i], c["task_position"][i] = self.file, self.position
-        c["kind"][i] = "annotation"
-        c["annotation_id"][i] = aid
-        c["annotation_position"][i] = self.apos
+        self._link(c, i, task_id, aid, rid)
         c["position"][i] = 0
-        c["region_id"][i] = rid
         if type(system.get("parentId")) is str:
             c["parent_id"][i] = system["parentId"]
         attributes = attributes_of(ann.get("attributes", MISSING), system.get("attributes"))
@@ -376,19 +370,23 @@ class Dataloop:
         if type(snapshots) is list:
             self._keyframes(snapshots, ann, system, task_id, aid, rid, typ, fps, attributes)
 
+    def _link(self, c: dict, i: int, task_id: str, aid: str, rid: str) -> None:
+        """The columns tying a result or keyframe row to its item, annotation and region."""
+        c["source"][i] = SOURCE
+        c["task_id"][i] = task_id
+        c["file"][i], c["task_position"][i] = self.file, self.position
+        c["kind"][i] = "annotation"
+        c["annotation_id"][i] = aid
+        c["annotation_position"][i] = self.apos
+        c["region_id"][i] = rid
+
     # -- video tracks ---------------------------------------------------------------------------
     def _keyframes(self, snapshots: list, ann: dict, system: dict, task_id: str, aid: str,
                    rid: str, typ: Any, fps: float | None, attributes: Any) -> None:
         c = self.kcols
         for p in range(len(snapshots) + 1):
             i = self.k.n
-            c["source"][i] = SOURCE
-            c["task_id"][i] = task_id
-            c["file"][i], c["task_position"][i] = self.file, self.position
-            c["kind"][i] = "annotation"
-            c["annotation_id"][i] = aid
-            c["annotation_position"][i] = self.apos
-            c["region_id"][i] = rid
+            self._link(c, i, task_id, aid, rid)
             c["result_position"][i] = 0
             c["position"][i] = p
             if p == 0:  # the start state lives in the annotation itself
