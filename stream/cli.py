@@ -11,6 +11,7 @@ import click
 from . import __version__
 from .convert import convert as convert_exports
 from .errors import AnnostreamError
+from .executors import EXECUTORS
 from .output import emit, row_options
 from .tables import TABLES, schema_markdown
 
@@ -30,6 +31,18 @@ def _errors(fn: Callable) -> Callable:
             sys.exit(exc.exit_code)
 
     return wrapper
+
+
+def executor_options(fn: Callable) -> Callable:
+    """`--executor` and `--address`: who runs the jobs (stream/executors.py)."""
+    fn = click.option("--address", help="The cluster: tcp://host:8786 (Dask; default "
+                      "DASK_SCHEDULER_ADDRESS), auto or ray://host:10001 (Ray; default "
+                      "RAY_ADDRESS).")(fn)
+    return click.option("--executor", type=click.Choice(EXECUTORS), default="local",
+                        show_default=True,
+                        help="Run the jobs on local processes (--workers), a Dask cluster or a "
+                             "Ray cluster; inputs and output must be on storage its workers "
+                             "see.")(fn)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,10 +68,12 @@ def main(debug: bool) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes to use [default: number of cores]. Big uncompressed JSON arrays "
                    "are split into byte ranges; the output is the same as with 1.")
+@executor_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @_errors
 def convert(inputs: tuple[str, ...], output: str, mode: str | None, on_error: str,
-            batch_rows: int, workers: int | None, quiet: bool) -> None:
+            batch_rows: int, workers: int | None, executor: str, address: str | None,
+            quiet: bool) -> None:
     """Convert exports (files, folders, zips, .gz/.bz2/.xz/.zst, '-' for stdin) into Parquet.
 
     \b
@@ -67,7 +82,7 @@ def convert(inputs: tuple[str, ...], output: str, mode: str | None, on_error: st
     """
     manifest = convert_exports(list(inputs), output, mode=mode or "new", on_error=on_error,
                                batch_rows=batch_rows, progress=not quiet and sys.stderr.isatty(),
-                               workers=workers)
+                               workers=workers, executor=executor, address=address)
     if not quiet:
         run = manifest["runs"][-1]
         size = sum(i["size"] for i in run["inputs"])

@@ -10,18 +10,20 @@ import os
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Callable, Sequence
+from functools import partial
+from typing import Any, Sequence
 
 import pyarrow as pa
 
 from . import __version__
 from .errors import InputError
-from .formats import SKIPPED_LISTED, FileStats, Readers, read_source
-from .parallel import RANGE_BYTES, convert_parallel, default_workers
+from .executors import Executor, InProcess, executor_for
+from .formats import SKIPPED_LISTED, FileStats
+from .parallel import RANGE_BYTES, plan, raise_failure, run_job
 from .progress import Progress
 from .sources import iter_sources
 from .tables import SCHEMA_VERSION, TABLES
-from .writer import DEFAULT_BATCH_ROWS, Buffers, Output
+from .writer import DEFAULT_BATCH_ROWS, Output
 
 
 def _now() -> str:
@@ -31,14 +33,17 @@ def _now() -> str:
 def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
             mode: str = "new", on_error: str = "fail", batch_rows: int = DEFAULT_BATCH_ROWS,
             progress: bool = False, workers: int | None = None,
-            range_bytes: int = RANGE_BYTES) -> dict:
+            range_bytes: int = RANGE_BYTES, executor: Any = None,
+            address: str | None = None) -> dict:
     """Convert exports into `output`/<table>/*.parquet; returns the manifest written.
 
     mode: 'new' (refuse an existing conversion), 'overwrite' or 'append'.
     on_error: 'fail' stops at the first bad task; 'skip' leaves it out and records it.
-    workers: processes (default: the number of cores). Big uncompressed JSON arrays are split
-    into byte ranges of about `range_bytes`, other inputs are grouped (stream/parallel.py);
-    the rows are the same as with one worker.
+    executor: 'local' (default: `workers` processes, the number of cores by default; one
+    runs in this process), 'dask' or 'ray' (at `address`, else the engine's environment
+    variable), or an Executor, `distributed.Client` or Ray context (stream/executors.py).
+    Big uncompressed JSON arrays are split into byte ranges of about `range_bytes`, other
+    inputs are grouped (stream/parallel.py); the rows are the same whatever runs them.
     """
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
@@ -47,37 +52,47 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     out = Output(output, mode)
     stats = _Inputs()
     try:
-        with _lean_process():
-            rows = convert_parallel(names, out, on_error, batch_rows, stats.add,
-                                    default_workers() if workers is None else workers,
-                                    range_bytes)
-            if rows is None:
-                rows = _sequential(names, out, on_error, batch_rows, progress, stats.add)
+        if "-" in names and executor in (None, "local"):
+            executor = InProcess()  # standard input is there for this process only
+        with _lean_process(), executor_for(executor, address, workers) as ex:
+            rows = _run(names, out, ex, on_error, batch_rows, progress, range_bytes, stats)
         empty = [n for n in dict.fromkeys(names) if n not in stats.inputs]
         if empty:  # a mistyped path in a cron job must not give empty tables and exit 0
             raise InputError(empty[0], "no input files found in this folder or zip")
         manifest = _manifest(stats, rows, started, time.monotonic() - t0, out)
-        out.commit(manifest)
+        out.commit(manifest, stats.parts)
         return manifest
     except BaseException:
         out.abort()
         raise
 
 
-def _sequential(names: list[str], out: Output, on_error: str, batch_rows: int, progress: bool,
-                record: Callable[[FileStats, bool], None]) -> dict[str, int]:
-    """One source after the other, as they are found: nothing is held per input file."""
-    bufs = Buffers(out.stage, out.part_prefix(), batch_rows)
-    readers = Readers(bufs)
-    total = sum(s.size or 0 for s in iter_sources(names)) if progress else None
-    bar = Progress(total or None, progress)
+def _run(names: list[str], out: Output, ex: Executor, on_error: str, batch_rows: int,
+         progress: bool, range_bytes: int, stats: "_Inputs") -> dict[str, int]:
+    """Plan, run the jobs on `ex`, and add up their results in input order."""
+    jobs = plan(iter_sources(names), ex, range_bytes, stage=str(out.stage),
+                prefix=out.part_prefix(), batch_rows=batch_rows, on_error=on_error)
+    fn: Any = run_job
+    bar = None
+    if ex.ships:
+        jobs = (job.shipped() for job in jobs)
+    elif progress:
+        total = sum(s.size or 0 for s in iter_sources(names))
+        bar = Progress(total or None, True)
+        fn = partial(run_job, progress=bar)
+    rows: dict[str, int] = {}
     try:
-        for src in iter_sources(names):
-            record(read_source(src, readers, on_error, bar.tick), True)
-            bar.next_input(src.size)
+        for result in ex.map(fn, jobs):
+            done = raise_failure(result)
+            for f, whole in done.files:
+                stats.add(f, whole)
+            for t, n in done.rows.items():
+                rows[t] = rows.get(t, 0) + n
+            stats.parts.update(done.parts)
     finally:
-        bar.close()
-    return bufs.close()
+        if bar:
+            bar.close()
+    return rows
 
 
 class _Inputs:
@@ -89,6 +104,7 @@ class _Inputs:
         self.inputs: dict[str, dict] = {}
         self.skipped: list[dict] = []
         self.skipped_count = 0
+        self.parts: set[str] = set()  # the part files of the jobs' results (see Output.commit)
 
     def add(self, f: FileStats, whole: bool) -> None:
         """`whole`: f is a file or its first byte range (sizes and files count once)."""

@@ -1,4 +1,4 @@
-"""Conversion on all cores: big JSON arrays split into proven byte ranges, one worker per range.
+"""The plan of a conversion: big JSON arrays split into proven byte ranges, other inputs grouped.
 
 One big export is one sequential stream for every JSON reader. To use more cores, candidate
 element boundaries are picked at about equal byte offsets (the separator search of
@@ -10,27 +10,33 @@ whose candidate start is not the proven one (a separator inside a string) is sca
 from the proven start, in order. Every range therefore starts at a true element boundary and
 knows the global `position` of its first task.
 
-Conversion then runs one job per range (or per group of small or unsplittable inputs, in input
-order) in a forked worker, each into its own part files named `part-<prefix>-<job>-<k>.parquet`,
-so the parts sort in input and position order and the output equals the single-worker output
-row for row. Only uncompressed files that are JSON arrays are split: a compressed stream
-cannot be entered in the middle.
+The plan is a list of jobs: one per range, or per group of small or unsplittable inputs (zip
+members and compressed files included), in input order. An executor (stream/executors.py: this
+process, local processes, Dask, Ray) runs them wherever it likes; each job writes its own part
+files, `part-<prefix>-<job>-<attempt>-<k>.parquet`, so the parts sort in input and position
+order and the output equals the single-worker output row for row. Only uncompressed files that
+are JSON arrays are split: a compressed stream cannot be entered in the middle.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import re
-from dataclasses import dataclass
-from typing import Callable
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import ijson
 
 from .elements import WS, Fallback, check, decode, elements, first_key, separator
 from .errors import AnnostreamError, InputError
 from .formats import BOM, WHITESPACE, FileStats, Readers, read_source, sniff
-from .sources import MAGIC, Source, decompressed, iter_sources
-from .writer import Buffers, Output
+from .progress import Progress
+from .sources import MAGIC, Source, decompressed, open_path, reopen
+from .writer import Buffers
+
+if TYPE_CHECKING:
+    from .executors import Executor
 
 RANGE_BYTES = 32 << 20  # target bytes per job: small enough to balance, large enough to matter
 RANGES_PER_WORKER = 4
@@ -116,11 +122,6 @@ class _Slice:
         return data
 
 
-# Set in the parent before the workers are forked (sources hold open-callables, not paths).
-_SOURCES: list[Source] = []
-_SETTINGS: dict = {}
-
-
 def _array_key(src: Source) -> tuple[bytes, int] | None:
     """(first key, offset of the first element) when `src` is an uncompressed seekable file
     holding a JSON array of objects; None otherwise."""
@@ -169,10 +170,11 @@ def _candidates(src: Source, key: bytes, first: int, ranges: int) -> list[int]:
     return out
 
 
-def _scan(args: tuple[int, int, int | None, bytes]) -> tuple[int | None, int] | None:
-    """Validate the elements of one range: (proven end, element count), None if it cannot."""
-    index, start, stop, key = args
-    raw = _SOURCES[index].open()
+def _scan(args: tuple[str, int, int | None, bytes]) -> tuple[int | None, int] | None:
+    """Validate the elements of one range: (proven end, element count), None if it cannot.
+    Runs on the executor: the file is named by its path."""
+    path, start, stop, key = args
+    raw = open_path(path)
     try:
         raw.seek(start)
         end, count = start, 0
@@ -186,7 +188,7 @@ def _scan(args: tuple[int, int, int | None, bytes]) -> tuple[int | None, int] | 
         raw.close()
 
 
-def _prove(index: int, key: bytes, cands: list[int], scans: list) -> list[Span] | None:
+def _prove(path: str, key: bytes, cands: list[int], scans: list) -> list[Span] | None:
     """Proven spans of one file from the candidate scans, rescanning (here, in order) any
     range whose candidate start was wrong; None if some range cannot be proven."""
     spans: list[Span] = []
@@ -198,7 +200,7 @@ def _prove(index: int, key: bytes, cands: list[int], scans: list) -> list[Span] 
             result = scans[i]
             i += 1
         else:  # `at` is a true boundary but not a candidate: this range is scanned alone
-            result = _scan((index, at, cands[i] if i < len(cands) else None, key))
+            result = _scan((path, at, cands[i] if i < len(cands) else None, key))
         if result is None:
             return None
         end, count = result
@@ -208,107 +210,141 @@ def _prove(index: int, key: bytes, cands: list[int], scans: list) -> list[Span] 
     return spans
 
 
-def _job(items: list[tuple[int, Span | None]]) -> tuple:
-    """One job in a worker: its inputs (or byte ranges) into one part file per table."""
-    s = _SETTINGS
+@dataclass
+class Item:
+    """One input stream of a job, described so that another process (or a machine that sees
+    the same paths) can open it. In the planning process the Source found while planning is
+    read as it is (`found`: a file is opened once; standard input can be read)."""
+
+    name: str
+    input: str
+    size: int | None
+    explicit: bool
+    path: str | None  # absolute: workers do not share the driver's working directory
+    member: str | None = None
+    span: Span | None = None
+    found: Source | None = None
+
+    @classmethod
+    def of(cls, src: Source, span: Span | None = None) -> "Item":
+        return cls(src.name, src.input, src.size, src.explicit,
+                   src.path and os.path.abspath(src.path), src.member, span, src)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "found": None}  # open-callables stay in their process
+
+    def source(self, archives: dict) -> Source:
+        if self.found is not None:
+            return self.found
+        return reopen(self.name, self.input, self.size, self.explicit, self.path, self.member,
+                      archives)
+
+
+@dataclass
+class Job:
+    """Inputs (or byte ranges) converted by one worker into its own part files,
+    `part-<prefix>-<number>-<attempt>-<k>.parquet` under `stage`; the attempt is new on every
+    run of the job, so an engine's retry never writes into the files of a dead attempt and
+    the driver keeps exactly the files of the attempt whose result it got."""
+
+    number: int
+    items: Iterable[Item]  # a lazy iterable only for the one job of a single in-process worker
+    stage: str
+    prefix: str
+    batch_rows: int
+    on_error: str
+
+    def shipped(self) -> "Job":
+        """The job with its items listed, to be pickled to another process."""
+        return replace(self, items=list(self.items))
+
+
+@dataclass
+class Done:
+    """A job's result: each item's stats (`whole`: a file or its first range, whose size and
+    file count the manifest counts once), rows per table, the part files written."""
+
+    files: list[tuple[FileStats, bool]]
+    rows: dict[str, int]
+    parts: list[str]  # relative to the stage: <table>/part-....parquet
+
+
+def run_job(job: Job, progress: Progress | None = None) -> Done | tuple:
+    """Run one job (in whichever process the executor chose); bad input comes back as a
+    tuple (`raise_failure` turns it into the exception), as InputError does not pickle."""
+    stage = Path(job.stage)
+    archives: dict = {}
     try:
-        bufs = Buffers(s["stage"], f"{s['prefix']}-{s['job']}", s["batch_rows"])
+        bufs = Buffers(stage, f"{job.prefix}-{job.number:06d}-{uuid.uuid4().hex[:6]}",
+                       job.batch_rows)
         readers = Readers(bufs)
-        files = [read_source(_SOURCES[i], readers, s["on_error"], None, span) for i, span in items]
-        return "ok", files, bufs.close()
+        files = []
+        for item in job.items:
+            stats = read_source(item.source(archives), readers, job.on_error,
+                                progress and progress.tick, item.span)
+            files.append((stats, item.span is None or item.span.position == 0))
+            if progress:
+                progress.next_input(item.size)
+        rows = bufs.close()
+        return Done(files, rows, [p.relative_to(stage).as_posix() for p in bufs.paths()])
     except InputError as exc:  # its constructor takes parts, so it does not pickle as is
         return "input", (exc.file, exc.reason, exc.position, exc.offset)
     except AnnostreamError as exc:
         return "error", str(exc)
-
-
-def _run(job: tuple[int, list]) -> tuple:
-    _SETTINGS["job"] = f"{job[0]:06d}"
-    return _job(job[1])
-
-
-def _plan_jobs(pool, workers: int, range_bytes: int) -> list[list[tuple[int, Span | None]]]:
-    """Jobs in input order: the proven ranges of each big array, and runs of other inputs
-    grouped to about `range_bytes`."""
-    splits: dict[int, tuple[bytes, list[int]]] = {}
-    for i, src in enumerate(_SOURCES):
-        if (src.size or 0) >= 2 * range_bytes:
-            found = _array_key(src)
-            if found:
-                ranges = min(src.size // range_bytes, workers * RANGES_PER_WORKER)
-                splits[i] = (found[0], _candidates(src, found[0], found[1], ranges))
-    work = [(i, c, cands[k + 1] if k + 1 < len(cands) else None, key)
-            for i, (key, cands) in splits.items() for k, c in enumerate(cands)]
-    results = iter(pool.map(_scan, work, chunksize=1))
-    jobs: list[list] = []
-    group: list = []
-    group_bytes = 0
-    for i, src in enumerate(_SOURCES):
-        spans = None
-        if i in splits:
-            key, cands = splits[i]
-            spans = _prove(i, key, cands, [next(results) for _ in cands])
-        if spans is None:
-            group.append((i, None))
-            group_bytes += src.size or 0
-            if group_bytes >= range_bytes:
-                jobs.append(group)
-                group, group_bytes = [], 0
-            continue
-        if group:
-            jobs.append(group)
-            group, group_bytes = [], 0
-        jobs += [[(i, span)] for span in spans]
-    if group:
-        jobs.append(group)
-    return jobs
-
-
-def convert_parallel(inputs: list[str], out: Output, on_error: str, batch_rows: int,
-                     record: Callable[[FileStats, bool], None], workers: int,
-                     range_bytes: int = RANGE_BYTES) -> dict[str, int] | None:
-    """Convert on `workers` processes, handing each file's stats (or each byte range's, the
-    first flagged) to `record` in input order; returns the rows per table, or None when there
-    is nothing to share out (the caller converts sequentially)."""
-    if workers < 2 or "fork" not in mp.get_all_start_methods():
-        return None
-    sources = []  # the workers index them: one Source per file (see _SOURCES)
-    for src in iter_sources(inputs):
-        if src.path is None:  # a zip member shares the archive's file offset with every
-            return None  # forked worker; standard input can be read once
-        sources.append(src)
-    if sum(s.size for s in sources) < 2 * range_bytes:
-        return None
-    _SOURCES[:] = sources
-    del sources
-    _SETTINGS.update(stage=out.stage, prefix=out.part_prefix(), batch_rows=batch_rows,
-                     on_error=on_error)
-    try:
-        with mp.get_context("fork").Pool(workers) as pool:
-            jobs = _plan_jobs(pool, workers, range_bytes)
-            if len(jobs) < 2:
-                return None
-            rows: dict[str, int] = {}
-            last = None  # the ranges of one file follow each other
-            for result, items in zip(pool.imap(_run, enumerate(jobs)), jobs):
-                if result[0] == "input":
-                    raise InputError(*result[1])
-                if result[0] == "error":
-                    raise AnnostreamError(result[1])
-                for (i, _), f in zip(items, result[1]):
-                    record(f, i != last)
-                    last = i
-                for t, n in result[2].items():
-                    rows[t] = rows.get(t, 0) + n
-            return rows
     finally:
-        _SOURCES.clear()
-        _SETTINGS.clear()
+        for zf in archives.values():
+            zf.close()
 
 
-def default_workers() -> int:
-    """The number of cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+def raise_failure(result: Done | tuple) -> Done:
+    if isinstance(result, Done):
+        return result
+    if result[0] == "input":
+        raise InputError(*result[1])
+    raise AnnostreamError(result[1])
+
+
+def plan(sources: Iterable[Source], executor: "Executor", range_bytes: int,
+         **settings) -> Iterator[Job]:
+    """The jobs of a conversion, in input order: with one worker, one job of every input
+    (lazily, nothing listed); else the proven ranges of each big uncompressed array (their
+    scans run on the executor) and runs of other inputs grouped to about `range_bytes`."""
+    if executor.parallelism < 2:
+        yield Job(0, (Item.of(src) for src in sources), **settings)
+        return
+    number = 0
+    group: list[Item] = []
+    group_bytes = 0
+    for src in sources:
+        spans = None
+        if src.path is not None and src.member is None and (src.size or 0) >= 2 * range_bytes:
+            spans = _split(src, executor, range_bytes)
+        if spans is None:
+            group.append(Item.of(src))
+            group_bytes += src.size or 0
+            if group_bytes < range_bytes:
+                continue
+            spans = []
+        if group:
+            yield Job(number, group, **settings)
+            number, group, group_bytes = number + 1, [], 0
+        for span in spans:
+            yield Job(number, [Item.of(src, span)], **settings)
+            number += 1
+    if group:
+        yield Job(number, group, **settings)
+
+
+def _split(src: Source, executor: "Executor", range_bytes: int) -> list[Span] | None:
+    """The proven byte ranges of one big array (None: not an array of objects, or a range
+    that cannot be proven)."""
+    found = _array_key(src)
+    if not found:
+        return None
+    key, first = found
+    ranges = min(src.size // range_bytes, executor.parallelism * RANGES_PER_WORKER)
+    cands = _candidates(src, key, first, ranges)
+    path = os.path.abspath(src.path)
+    work = [(path, c, cands[k + 1] if k + 1 < len(cands) else None, key)
+            for k, c in enumerate(cands)]
+    return _prove(path, key, cands, list(executor.map(_scan, work)))

@@ -39,7 +39,8 @@ class Source:
     open: Callable[[], BinaryIO]
     input: str  # the argument it came from (a file, folder or zip the user named)
     explicit: bool = True  # named by the user (not found inside a folder or zip)
-    path: str | None = None  # a regular file, which any process may open on its own
+    path: str | None = None  # a regular file (or the zip holding `member`): any process may
+    member: str | None = None  # open it on its own (stream/parallel.py `Item`)
 
 
 class Reader:
@@ -206,7 +207,7 @@ def _safe_member(zip_name: str, member: str) -> str:
     return str(p)
 
 
-def _zip_sources(handle: BinaryIO, name: str, given: str) -> Iterator[Source]:
+def _zip_sources(handle: BinaryIO, path: Path, name: str, given: str) -> Iterator[Source]:
     try:
         zf = zipfile.ZipFile(handle)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -221,7 +222,7 @@ def _zip_sources(handle: BinaryIO, name: str, given: str) -> Iterator[Source]:
         full = f"{name}/{member}"
         yield Source(full, info.file_size,  # a bad CRC or deflate stream names the member
                      lambda info=info, full=full: _Guard(zf.open(info), full, "zip"), given,
-                     explicit=False)
+                     explicit=False, path=str(path), member=info.filename)
 
 
 def _path_sources(path: Path, name: str, given: str, explicit: bool) -> Iterator[Source]:
@@ -234,7 +235,7 @@ def _path_sources(path: Path, name: str, given: str, explicit: bool) -> Iterator
         handle.close()
         raise
     if is_zip:
-        yield from _zip_sources(handle, name, given)
+        yield from _zip_sources(handle, path, name, given)
         return
     opener = _Opener(path, handle)
     try:
@@ -277,3 +278,27 @@ def iter_sources(inputs: list[str]) -> Iterator[Source]:
                 yield from _path_sources(f, rel, given, explicit=False)
         else:
             yield from _path_sources(path, given, given, explicit=True)
+
+
+def open_path(path: str) -> BinaryIO:
+    """A seekable stream of a file named by its absolute path: what a worker process (here or
+    on another machine that sees the same path) opens on its own."""
+    return open(path, "rb")
+
+
+def reopen(name: str, input: str, size: int | None, explicit: bool, path: str | None,
+           member: str | None, archives: dict[str, zipfile.ZipFile]) -> Source:
+    """The Source `iter_sources` found, rebuilt from its description in another process; the
+    zips of a job are opened once each (`archives`, closed by the caller)."""
+    if path is None:
+        raise InputError(name, "standard input can only be read by the local executor")
+    if member is None:
+        return Source(name, size, lambda: open_path(path), input, explicit, path)
+    if path not in archives:
+        try:
+            archives[path] = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise InputError(name, f"corrupt or truncated zip file: {exc}") from exc
+    zf = archives[path]
+    return Source(name, size, lambda: _Guard(zf.open(member), name, "zip"), input, explicit,
+                  path, member)

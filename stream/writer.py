@@ -183,14 +183,14 @@ class PartWriter:
     """
 
     def __init__(self, stem: Path, table: Table) -> None:
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        self.stem, self.table = stem, table
-        self.rows = self.files = self._groups = 0
+        self.stem, self.table = stem, table  # its folder exists (Output made it): a job still
+        self.rows = self._groups = 0  # running after its run was aborted cannot write
+        self.paths: list[Path] = []
         self._w = self._open()  # a table without rows still gets one (empty) file
 
     def _open(self) -> pq.ParquetWriter:
-        path = self.stem.with_name(f"{self.stem.name}-{self.files:05d}.parquet")
-        self.files += 1
+        path = self.stem.with_name(f"{self.stem.name}-{len(self.paths):05d}.parquet")
+        self.paths.append(path)
         self._groups = 0
         return pq.ParquetWriter(path, self.table.schema, compression="zstd")
 
@@ -246,6 +246,10 @@ class Buffers:
             self.writers[name].close()
         return {name: w.rows for name, w in self.writers.items()}
 
+    def paths(self) -> list[Path]:
+        """Every part file written."""
+        return [p for w in self.writers.values() for p in w.paths]
+
 
 class Output:
     """An output folder written atomically: staged under a hidden folder, moved in on commit.
@@ -264,8 +268,10 @@ class Output:
             os.close(self._lock)
             raise
         self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-        self.stage = self.folder / f".annostream-tmp-{self.run_id}"
-        self.stage.mkdir()
+        # absolute: workers on other processes or machines do not share our working folder
+        self.stage = self.folder.absolute() / f".annostream-tmp-{self.run_id}"
+        for t in TABLES:
+            (self.stage / t).mkdir(parents=True)
 
     def _check(self) -> None:
         mode = self.mode
@@ -288,13 +294,18 @@ class Output:
             return "0"
         return f"{len((self.previous or {}).get('runs', [])):06d}-{self.run_id}"
 
-    def commit(self, manifest: dict) -> None:
-        """Move the staged tables into place, then write the manifest (the completion mark).
+    def commit(self, manifest: dict, parts: set[str]) -> None:
+        """Move the staged `parts` (paths relative to the stage) into place, then write the
+        manifest (the completion mark). Other staged files (a dead worker's) are dropped.
 
         Whole table folders are renamed, so the window between the old and the new state is a
         few renames; during it the folder has no manifest and reads as incomplete (a later
         run refuses it instead of mixing old and new parts).
         """
+        for t in TABLES:
+            for part in (self.stage / t).glob("*.parquet"):
+                if f"{t}/{part.name}" not in parts:
+                    part.unlink()
         final_manifest = self.folder / MANIFEST
         if self.mode == "overwrite":
             final_manifest.unlink(missing_ok=True)
@@ -303,7 +314,6 @@ class Output:
                     os.replace(self.folder / t, self.stage / f".old-{t}")
         for t in TABLES:
             staged, dest = self.stage / t, self.folder / t
-            staged.mkdir(exist_ok=True)
             if dest.exists():  # append: this run's parts join the earlier ones
                 for part in sorted(staged.glob("*.parquet")):
                     os.replace(part, dest / part.name)

@@ -1,0 +1,185 @@
+"""Who runs a conversion's jobs: this process, local processes, a Dask or a Ray cluster.
+
+A conversion is planned once (stream/parallel.py) and its jobs handed to one executor, which
+only maps a module-level function over picklable jobs and gives the results back in order.
+One worker in this process is an executor like the others, so there is one path; adding an
+engine (Spark, ...) is one more small class here.
+
+Workers read the inputs where they are (paths the driver resolved to absolute ones) and write
+their part files under the output's staging folder: on a cluster both must be on storage
+every machine sees. The driver commits once, keeping only the files of the attempts whose
+results it received, so a worker that dies and is retried by its engine leaves nothing.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import urllib.parse
+from typing import Any, Callable, Iterable, Iterator
+
+from .errors import AnnostreamError
+
+EXECUTORS = ("local", "dask", "ray")
+RETRIES = 3  # engine-level reruns of a job whose worker died
+
+
+class Executor:
+    """Runs `fn` over items, results in item order. `parallelism`: how many jobs run at once
+    (the plan splits big files for it); `ships`: items are pickled to other processes."""
+
+    parallelism = 1
+    ships = False
+
+    def map(self, fn: Callable, items: Iterable) -> Iterator:
+        return map(fn, items)
+
+    def close(self) -> None:
+        """Release what this executor started (pools, connections it opened)."""
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InProcess(Executor):
+    """One worker: the jobs run here, one after the other (standard input can be read)."""
+
+
+class Processes(Executor):
+    """Local worker processes (forked where the platform can)."""
+
+    ships = True
+
+    def __init__(self, workers: int) -> None:
+        self.parallelism = workers
+        self._pool: Any = None
+
+    def map(self, fn: Callable, items: Iterable) -> Iterator:
+        items = list(items)
+        if len(items) < 2:  # nothing to share out: no pool to start
+            return map(fn, items)
+        if self._pool is None:
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            self._pool = mp.get_context(method).Pool(self.parallelism)
+        return self._pool.imap(fn, items, chunksize=1)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+
+
+class Dask(Executor):
+    """Tasks on a Dask distributed cluster; a worker that dies has its tasks rerun elsewhere
+    by the scheduler (its `allowed-failures`)."""
+
+    ships = True
+
+    def __init__(self, client: Any, own: bool = False) -> None:
+        self.client, self._own = client, own
+        self.parallelism = max(1, sum(client.nthreads().values()))
+
+    def map(self, fn: Callable, items: Iterable) -> Iterator:
+        futures = self.client.map(fn, list(items), pure=False)
+        try:
+            for f in futures:
+                yield f.result()
+        finally:  # a failed job ends the run: the others need not go on
+            self.client.cancel(futures)
+
+    def close(self) -> None:
+        if self._own:
+            self.client.close()
+
+
+class Ray(Executor):
+    """Ray tasks; a task whose worker dies is retried by Ray (`max_retries`)."""
+
+    ships = True
+
+    def __init__(self, own: bool = False) -> None:
+        import ray
+
+        self.ray, self._own = ray, own
+        self.parallelism = max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def map(self, fn: Callable, items: Iterable) -> Iterator:
+        remote = self.ray.remote(fn).options(max_retries=RETRIES, num_cpus=1)
+        refs = [remote.remote(item) for item in items]
+        try:
+            for ref in refs:
+                yield self.ray.get(ref)
+        finally:
+            for ref in refs:
+                self.ray.cancel(ref)
+
+    def close(self) -> None:
+        if self._own:
+            self.ray.shutdown()
+
+
+def default_workers() -> int:
+    """The number of cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def executor_for(executor: Any = None, address: str | None = None,
+                 workers: int | None = None) -> Executor:
+    """An Executor from what the caller has: an Executor, a `distributed.Client`, a Ray
+    context (what `ray.init()` returned), or a name: 'local' (`workers` processes, default the
+    cores; one runs in this process), 'dask' (`address` or DASK_SCHEDULER_ADDRESS), 'ray'
+    (`address` or RAY_ADDRESS: 'auto', host:port, ray://host:10001)."""
+    if isinstance(executor, Executor):
+        return executor
+    kind = type(executor).__module__.split(".")[0]
+    if kind == "distributed":
+        return Dask(executor)
+    if kind == "ray":
+        return Ray()
+    if executor in (None, "local"):
+        n = default_workers() if workers is None else workers
+        return InProcess() if n < 2 else Processes(n)
+    if executor == "dask":
+        return _dask(address or os.environ.get("DASK_SCHEDULER_ADDRESS"))
+    if executor == "ray":
+        return _ray(address or os.environ.get("RAY_ADDRESS"))
+    raise AnnostreamError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}, "
+                          "an Executor, a distributed.Client or a Ray context")
+
+
+def _dask(address: str | None) -> Dask:
+    try:
+        from distributed import Client
+    except ImportError:
+        raise AnnostreamError("--executor dask needs Dask: pip install 'annostream[dask]'") from None
+    if not address:
+        raise AnnostreamError("--executor dask needs the scheduler's address: --address "
+                              "tcp://host:8786 or DASK_SCHEDULER_ADDRESS")
+    try:
+        return Dask(Client(address, timeout=30, set_as_default=False), own=True)
+    except (OSError, TimeoutError) as exc:
+        raise AnnostreamError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
+
+
+def _ray(address: str | None) -> Ray:
+    try:
+        import ray
+    except ImportError:
+        raise AnnostreamError("--executor ray needs Ray: pip install 'annostream[ray]'") from None
+    if not address:
+        raise AnnostreamError("--executor ray needs the cluster's address: --address "
+                              "auto|host:6379|ray://host:10001 or RAY_ADDRESS")
+    host = urllib.parse.urlsplit(address if "://" in address else f"//{address}").hostname
+    kwargs: dict = {"log_to_driver": False, "configure_logging": False}
+    if host in ("127.0.0.1", "localhost"):  # else Ray picks the machine's address for us
+        kwargs["_node_ip_address"] = "127.0.0.1"
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise AnnostreamError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
+    return Ray(own=True)
