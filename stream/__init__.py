@@ -1,22 +1,35 @@
-"""annostream: stream Label Studio and Dataloop exports into Parquet tables, query with DuckDB."""
+"""annostream: stream Label Studio and Dataloop exports into Parquet tables, query with DuckDB.
+
+The front door: `convert`, `connect`, `export`, `ingest` and `status`, the functions the CLI
+calls. `export`, `ingest` and `status` load DuckDB (and the lake's readers) on first use, so
+a conversion and each of its worker processes do not pay for them.
+"""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .convert import convert  # noqa: E402
-from .errors import AnnostreamError, InputError  # noqa: E402
-from .tables import TABLES, SCHEMA_VERSION  # noqa: E402
+from ._version import __version__
+from .api import connect
+from .convert import convert
+from .errors import AnnostreamError, InputError
+from .tables import SCHEMA_VERSION, TABLES
 
-__all__ = ["convert", "connect", "export", "AnnostreamError", "InputError", "TABLES", "SCHEMA_VERSION", "__version__"]
+if TYPE_CHECKING:
+    from .lake import ingest, status
+    from .rebuild import export
+
+__all__ = ["convert", "connect", "export", "ingest", "status", "AnnostreamError", "InputError",
+           "TABLES", "SCHEMA_VERSION", "__version__"]
+
+# name -> the submodule defining it; no submodule has one of these names, so importing the
+# submodule never replaces the function on the package (it did with a module `export.py`)
+_LAZY = {"export": "rebuild", "ingest": "lake", "status": "lake"}
 
 
-def __getattr__(name: str):
-    """`stream.connect` and `stream.export` load DuckDB on first use, so a conversion (and
-    each of its worker processes) does not pay for it."""
-    if name == "connect":
-        from .query import connect
-        return connect
-    if name == "export":
-        from .export import export
-        return export
-    raise AttributeError(f"module 'stream' has no attribute {name!r}")
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'stream' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value  # found directly from now on
+    return value

@@ -8,7 +8,7 @@ from typing import Callable
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .convert import convert as convert_exports
 from .errors import AnnostreamError
 from .executors import EXECUTORS
@@ -131,7 +131,8 @@ def query(folder: str, sql: str | None, sql_file, fmt: str | None, output: str |
     """
     if (sql is None) == (sql_file is None):
         raise click.UsageError("give the SQL either as an argument or with --file (exactly one)")
-    from .query import connect, run as run_sql
+    from .api import connect
+    from .query import run as run_sql
 
     script = sql if sql is not None else sql_file.read()  # bounded: a SQL script
     con = connect(folder)
@@ -156,7 +157,8 @@ def tables(folder: str, columns: bool, no_view_counts: bool, fmt: str | None,
       annostream tables out/
       annostream tables out/ --columns --format markdown
     """
-    from .query import catalog, connect
+    from .api import connect
+    from .query import catalog
 
     con = connect(folder)
     _report(emit(con, catalog(con, columns=columns, view_counts=not no_view_counts), fmt, output),
@@ -298,7 +300,7 @@ def export_command(folder: str, output: str, where: str | None, files: tuple[str
       annostream export out/ --as-predictions --model-version v3 -o import_me.json
       annostream export out/ --format dataloop -o items/
     """
-    from .export import export
+    from .rebuild import export
 
     done = export(folder, output, where=where, files=files, fmt=fmt,
                   as_predictions=as_predictions, model_version=model_version)

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
-from . import __version__
+from ._version import __version__
 from .errors import InputError
 from .executors import Executor, InProcess, executor_for
 from .formats import SKIPPED_LISTED, FileStats

@@ -1,6 +1,7 @@
 """SQL over a converted folder: every table a DuckDB view over its Parquet parts, plus views.
 
-`connect(folder)` gives an in-memory DuckDB connection; nothing is loaded. Each table is a view
+`connect_folder(folder)` (what `stream.connect` calls for a converted folder) gives an
+in-memory DuckDB connection; nothing is loaded. Each table is a view
 over `read_parquet('<folder>/<table>/*.parquet')`, so DuckDB reads only the columns and row
 groups a query needs (projection and filter pushdown), and the dataset is never written to.
 A table with no parts (no `keyframes` in an image-only export) is an empty view with the
@@ -20,10 +21,9 @@ import duckdb
 import pyarrow as pa
 
 from .errors import AnnostreamError
+from .layout import MANIFEST
+from .sql import literal
 from .tables import TABLES, TS
-from .writer import MANIFEST
-
-LAKE_JSON = "_lake/lake.json"  # what makes a folder or URI a lake (annostream ingest)
 
 
 class QueryError(AnnostreamError):
@@ -49,15 +49,11 @@ def sql_type(t: pa.DataType) -> str:
     return _SQL_TYPES[t]
 
 
-def _quote(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
 def _table_sql(folder: Path, name: str) -> str:
     parts = folder / name
     if any(parts.glob("*.parquet")):
         # union_by_name: parts appended by another tool version may differ in columns.
-        return (f"SELECT * FROM read_parquet({_quote(str(parts / '*.parquet'))}, "
+        return (f"SELECT * FROM read_parquet({literal(str(parts / '*.parquet'))}, "
                 "union_by_name = true)")
     cols = ", ".join(f"CAST(NULL AS {sql_type(c.type)}) AS {c.name}" for c in TABLES[name].columns)
     return f"SELECT {cols} WHERE false"
@@ -272,15 +268,10 @@ LATEST_ANNOTATIONS = View(
 VIEWS: dict[str, View] = {v.name: v for v in (REGIONS, FRAMES, LATEST_ANNOTATIONS)}
 
 
-def connect(folder: str | os.PathLike) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with every table and convenience view of `folder`.
-
-    Example: `stream.connect("out/").sql("SELECT type, count(*) FROM results GROUP BY 1").pl()`
-    """
+def connect_folder(folder: str | os.PathLike) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with every table and convenience view of the converted
+    `folder` (`stream.connect` decides between a folder and a lake)."""
     root = Path(folder)
-    if "://" in os.fspath(folder) or (root / LAKE_JSON).is_file():
-        from . import lake  # a lake has its own views; imported only here, as it costs some
-        return lake.connect(folder)  # 40 MB (pyarrow.dataset, pandas); it imports this module
     if not root.is_dir():
         why = "" if root.exists() else ": it does not exist"
         raise AnnostreamError(f"{root}: not a folder{why} (expected the output of "
@@ -355,14 +346,14 @@ def sql_error(exc: duckdb.Error, script: str | None = None, start: int = 0) -> Q
 
 def catalog(con: duckdb.DuckDBPyConnection, columns: bool = False,
             view_counts: bool = True) -> duckdb.DuckDBPyRelation:
-    """The tables and views of `connect()` with their row counts and columns, as rows.
+    """The tables and views of `stream.connect()` with their row counts and columns, as rows.
 
     columns=True gives one row per column with its type and meaning instead. Table counts
     come from Parquet metadata; a view count runs the view (skip with view_counts=False).
     """
     objs = [(t.name, "table", t.doc) for t in TABLES.values()]
     objs += [(v.name, "view", v.doc) for v in VIEWS.values()]
-    values = ", ".join(f"({_quote(n)}, {_quote(k)}, {i}, {_quote(d)})"
+    values = ", ".join(f"({literal(n)}, {literal(k)}, {i}, {literal(d)})"
                        for i, (n, k, d) in enumerate(objs))
     base = (f"WITH objs(name, kind, ord, description) AS (VALUES {values}), "
             "cols AS (SELECT table_name AS name, column_name, data_type, column_index "
@@ -373,14 +364,14 @@ def catalog(con: duckdb.DuckDBPyConnection, columns: bool = False,
             source = v.columns if "*" not in v.columns else {c.name: c.doc for c in
                                                              TABLES["annotations"].columns}
             docs += [(v.name, c, d) for c, d in source.items()]
-        doc_values = ", ".join(f"({_quote(n)}, {_quote(c)}, {_quote(d)})" for n, c, d in docs)
+        doc_values = ", ".join(f"({literal(n)}, {literal(c)}, {literal(d)})" for n, c, d in docs)
         return con.sql(
             f"{base}, docs(name, column_name, meaning) AS (VALUES {doc_values}) "
             "SELECT o.name, o.kind, c.column_name AS \"column\", c.data_type AS type, d.meaning "
             "FROM objs o JOIN cols c USING (name) LEFT JOIN docs d USING (name, column_name) "
             "ORDER BY o.ord, c.column_index")
     counted = [n for n, k, _ in objs if k == "table" or view_counts]
-    counts = " UNION ALL ".join(f"SELECT {_quote(n)} AS name, count(*) AS n FROM {n}"
+    counts = " UNION ALL ".join(f"SELECT {literal(n)} AS name, count(*) AS n FROM {n}"
                                 for n in counted)
     return con.sql(
         f"{base}, counts AS ({counts}) "

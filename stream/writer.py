@@ -22,12 +22,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import AnnostreamError
+from .layout import MANIFEST
 from .tables import TABLES, Table
 
 DEFAULT_BATCH_ROWS = 65536
 COMPACT_ROWS = 4096  # rows per table held as Python objects before they become Arrow arrays
 BATCH_BYTES = 8 << 20  # a batch of wide rows (long texts, big values) is written earlier
-MANIFEST = "_manifest.json"
 ROLL_GROUPS = 64  # row groups per part file (see PartWriter)
 
 

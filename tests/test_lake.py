@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, run_cli
 
+import stream
 from stream import lake as lakemod
 from stream.errors import AnnostreamError
 from stream.tables import SCHEMA_VERSION, TABLES
@@ -107,8 +108,8 @@ def test_double_ingest_is_a_noop_and_raw_duckdb_reads_the_hive_layout(tmp_path):
     assert lakemod.ingest([copy], lake).nothing_to_do
 
     want = expected_counts(tasks)
-    assert counts(lakemod.connect(lake)) == want
-    assert counts(lakemod.connect(lake), "latest") == want
+    assert counts(stream.connect(lake)) == want
+    assert counts(stream.connect(lake), "latest") == want
     entry, = ledger(lake)
     assert entry["status"] == "committed" and entry["rows"] == want
     assert entry["files"][0]["sha256"] == __import__("hashlib").sha256(
@@ -144,7 +145,7 @@ def test_bad_input_exits_2_and_leaves_no_rows(tmp_path):
     r = ingest_cli(bad, "--lake", lake)
     assert r.returncode == 2
     assert b"bad.json" in r.stderr and b"truncated" in r.stderr
-    assert counts(lakemod.connect(lake)) == dict.fromkeys(TABLES, 0)
+    assert counts(stream.connect(lake)) == dict.fromkeys(TABLES, 0)
     assert [e["status"] for e in ledger(lake)] == ["failed"]
     assert lake_files(lake) == set()
     assert ingest_cli(tmp_path / "missing.json", "--lake", lake).returncode == 2
@@ -158,20 +159,20 @@ def test_sigkill_at_any_point_leaves_the_lake_as_before_and_the_rerun_ingests_on
     old = [task(1), task(2)]
     new = [task(1, updated="2026-02-01T00:00:00.000000Z", labels=("B", "C")), task(2), task(3)]
     lakemod.ingest([write(tmp_path / "day1.json", old)], lake)
-    before = counts(lakemod.connect(lake), "latest")
+    before = counts(stream.connect(lake), "latest")
 
     monkeypatch.setenv(lakemod.KILL_ENV, point)
     killed = ingest_cli(write(tmp_path / "day2.json", new), "--lake", lake)
     assert killed.returncode == -9, killed.stderr.decode()
     if point == "first-part":  # the kill came after a part file was in a table folder
         assert len(lake_files(lake)) > len(ledger(lake)[0]["parts"]["tasks"]) * len(TABLES)
-    visible = counts(lakemod.connect(lake), "latest")
+    visible = counts(stream.connect(lake), "latest")
     assert visible == (before if point != "committed" else expected_counts(new))
 
     monkeypatch.delenv(lakemod.KILL_ENV)
     rerun = lakemod.ingest([tmp_path / "day2.json"], lake)
     assert rerun.nothing_to_do == (point == "committed")
-    con = lakemod.connect(lake)
+    con = stream.connect(lake)
     assert counts(con, "latest") == expected_counts(new)
     assert counts(con) == {t: expected_counts(old)[t] + expected_counts(new)[t] for t in TABLES}
     committed = [e for e in ledger(lake) if e["status"] == "committed"]
@@ -204,7 +205,7 @@ def test_concurrent_runs_second_fails_clearly_or_waits(tmp_path):
     finally:
         first.kill()
         first.wait()
-    con = lakemod.connect(lake)
+    con = stream.connect(lake)
     assert con.sql("SELECT project_id, count(*) FROM latest.tasks GROUP BY ALL ORDER BY 1"
                    ).fetchall() == [("7", 2), ("8", 1)]
     assert [e["input"] for e in ledger(lake)] == [str(a), str(b)]
@@ -242,7 +243,7 @@ def test_latest_views_after_three_snapshots_and_a_partial_export(tmp_path):
         if t["id"] not in newest or t["updated_at"] > newest[t["id"]]["updated_at"]:
             newest[t["id"]] = t
     want_tasks = list(newest.values()) + other
-    con = lakemod.connect(lake)
+    con = stream.connect(lake)
     assert counts(con, "latest") == expected_counts(want_tasks)
     got = con.sql("SELECT task_id, list(choices[1] ORDER BY annotation_id, position) "
                   "FROM latest.results GROUP BY 1 ORDER BY 1").fetchall()
@@ -266,7 +267,7 @@ def test_latest_views_after_three_snapshots_and_a_partial_export(tmp_path):
     write(folder / "7", task(7))
     r = lakemod.ingest([folder], lake)
     assert len(r.ingested) == 1 and len(r.skipped) == 3
-    assert counts(lakemod.connect(lake), "latest")["tasks"] == len(want_tasks) + 1
+    assert counts(stream.connect(lake), "latest")["tasks"] == len(want_tasks) + 1
 
 
 def test_latest_children_follow_the_winning_file_when_files_share_a_task_id(tmp_path):
@@ -294,7 +295,7 @@ def test_latest_children_follow_the_winning_file_when_files_share_a_task_id(tmp_
             if t["id"] not in newest or t["updated_at"] > newest[t["id"]][1]["updated_at"]:
                 newest[t["id"]] = (str(tmp_path / f"storage{i}" / name), t)
     winners = [t for _, t in newest.values()]
-    con = lakemod.connect(lake)
+    con = stream.connect(lake)
     assert counts(con, "latest") == expected_counts(winners)
     assert sorted(con.sql("SELECT task_id, file FROM latest.tasks").fetchall()) == sorted(
         (str(tid), name) for tid, (name, _) in newest.items())
@@ -310,7 +311,7 @@ def test_one_export_with_two_projects_is_partitioned_per_project(tmp_path):
     tasks = [task(1, project=7), task(2, project=8, annotations=2), task(3, project=None)]
     lake = tmp_path / "lake"
     assert ingest_cli(write(tmp_path / "mixed.json", tasks), "--lake", lake).returncode == 0
-    con = lakemod.connect(lake)
+    con = stream.connect(lake)
     got = con.sql("SELECT project_id, count(*) FROM latest.results GROUP BY 1 ORDER BY 1"
                   ).fetchall()
     want = [((None if t.get("project") is None else str(t["project"])),
@@ -321,7 +322,7 @@ def test_one_export_with_two_projects_is_partitioned_per_project(tmp_path):
             "project_id=__HIVE_DEFAULT_PARTITION__").is_dir()
     # project-less tasks of another file add up instead of replacing the first file's
     lakemod.ingest([write(tmp_path / "more.json", [task(4, project=None)])], lake)
-    got = lakemod.connect(lake).sql("SELECT task_id FROM latest.tasks WHERE project_id IS NULL "
+    got = stream.connect(lake).sql("SELECT task_id FROM latest.tasks WHERE project_id IS NULL "
                                     "ORDER BY 1").fetchall()
     assert got == [("3",), ("4",)]
 
@@ -337,7 +338,7 @@ def test_full_flag_makes_a_folder_one_snapshot_that_deletes_missing_tasks(tmp_pa
     r = ingest_cli(second, "--lake", lake, "--full")
     assert r.returncode == 0 and b"full snapshot" in r.stderr, r.stderr.decode()
     assert b"nothing to do" in ingest_cli(second, "--lake", lake, "--full").stderr
-    con = lakemod.connect(lake)
+    con = stream.connect(lake)
     assert con.sql("SELECT task_id FROM latest.tasks ORDER BY 1").fetchall() == [("1",), ("3",)]
 
 
@@ -354,7 +355,7 @@ def test_vacuum_removes_old_snapshots_but_never_the_newest(tmp_path):
     assert ledger(lake) == [newest]
     assert lake_files(lake) == {f"{t}/{rel}" for t, rels in newest["parts"].items()
                                 for rel in rels}
-    con = lakemod.connect(lake)
+    con = stream.connect(lake)
     assert counts(con) == counts(con, "latest") == expected_counts(snaps[-1])
     assert run_cli("lake", "vacuum", str(lake), "--keep", "soon").returncode == 1
 
@@ -377,7 +378,7 @@ def test_a_lake_of_an_older_schema_version_reads_new_columns_as_null(tmp_path):
             pq.write_table(pq.read_table(path).drop_columns(["file", "task_position"]), path)
     entries[0]["schema_version"] = SCHEMA_VERSION - 1
     (lake / "_lake" / "ledger.jsonl").write_text(json.dumps(entries[0]) + "\n")
-    con = lakemod.connect(lake)
+    con = stream.connect(lake)
     assert con.sql("SELECT count(*), count(list_keys), count(form), count(data) FROM "
                    "latest.tasks").fetchall()[0] == (2, 0, 0, 2)
     assert counts(con, "latest") == expected_counts(tasks)
@@ -387,7 +388,7 @@ def test_a_lake_of_an_older_schema_version_reads_new_columns_as_null(tmp_path):
     entries[0]["schema_version"] = SCHEMA_VERSION + 1
     (lake / "_lake" / "ledger.jsonl").write_text(json.dumps(entries[0]) + "\n")
     with pytest.raises(AnnostreamError, match="pip install -U annostream"):
-        lakemod.connect(lake)
+        stream.connect(lake)
     r = ingest_cli(write(tmp_path / "b.json", [task(3)]), "--lake", lake)
     assert r.returncode == 1 and b"newer than this annostream" in r.stderr
 
@@ -403,11 +404,11 @@ def test_delta_format_reads_back_the_same_rows_and_survives_sigkill(tmp_path, mo
     monkeypatch.setenv(lakemod.KILL_ENV, "first-part")
     assert ingest_cli(write(tmp_path / "s2.json", s2), "--lake", lake).returncode == -9
     monkeypatch.delenv(lakemod.KILL_ENV)
-    assert counts(lakemod.connect(lake)) == expected_counts(s1)
+    assert counts(stream.connect(lake)) == expected_counts(s1)
     assert len(lakemod.ingest([tmp_path / "s2.json"], lake).ingested) == 1
     assert lakemod.ingest([tmp_path / "s2.json"], lake).nothing_to_do
 
-    con = lakemod.connect(lake)
+    con = stream.connect(lake)
     assert counts(con) == expected_counts(s1 + s2)
     assert counts(con, "latest") == expected_counts(s2)
     for table, n in expected_counts(s1 + s2).items():  # what Spark or Trino would read
@@ -448,7 +449,7 @@ def s3(monkeypatch):
 
 def test_ingest_from_and_into_s3(s3, tmp_path, monkeypatch):
     client, secret = s3
-    monkeypatch.setattr(lakemod._LeaseLock, "VERIFY_DELAY", 0.2)  # in-process calls only
+    monkeypatch.setattr(lakemod.storage._LeaseLock, "VERIFY_DELAY", 0.2)  # in-process calls only
     days = {"2026-11-20.json": [task(1), task(2)],
             "2026-11-21.json": [task(2, updated="2026-02-01T00:00:00.000000Z"), task(3)]}
     for name, tasks in days.items():
@@ -460,7 +461,7 @@ def test_ingest_from_and_into_s3(s3, tmp_path, monkeypatch):
     assert r.stderr.count(b"ingested s3://exports/label-studio/project-7/") == 2
     assert secret.encode() not in r.stdout + r.stderr
 
-    con = lakemod.connect(lake)
+    con = stream.connect(lake)
     everything = [t for tasks in days.values() for t in tasks]
     assert counts(con) == expected_counts(everything)
     assert counts(con, "latest") == expected_counts(days["2026-11-21.json"])
@@ -484,7 +485,7 @@ def test_ingest_from_and_into_s3(s3, tmp_path, monkeypatch):
     report = lakemod.ingest([src], lake)
     assert [e["input"] for e in report.ingested] == [f"{src}2026-11-22.json"]
     assert len(report.skipped) == 2
-    assert counts(lakemod.connect(lake), "latest") == expected_counts([task(3)])
+    assert counts(stream.connect(lake), "latest") == expected_counts([task(3)])
     assert lakemod.status(lake)["committed"] == 3
 
 
@@ -512,14 +513,14 @@ def test_ingest_from_an_http_url_stores_no_credentials(tmp_path):
         assert b"pa55" not in r.stderr and b"s3cr3t" not in r.stderr
         lake_text = "".join(p.read_text() for p in (tmp_path / "lake" / "_lake").glob("*.json*"))
         assert "pa55" not in lake_text and "s3cr3t" not in lake_text
-        con = lakemod.connect(tmp_path / "lake")
+        con = stream.connect(tmp_path / "lake")
         assert counts(con) == expected_counts(tasks)
         assert con.sql("SELECT DISTINCT file FROM tasks").fetchall() == [
             (f"http://127.0.0.1:{port}/export.json",)]
         assert_children_link(con)
         assert b"nothing to do" in ingest_cli(url, "--lake", tmp_path / "lake").stderr
         lakemod.ingest([url], tmp_path / "delta", format="delta")
-        con = lakemod.connect(tmp_path / "delta")
+        con = stream.connect(tmp_path / "delta")
         assert counts(con, "latest") == expected_counts(tasks)
         assert_children_link(con, "latest")
     finally:

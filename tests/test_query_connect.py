@@ -21,7 +21,7 @@ def test_a_converted_folder_is_queried_without_importing_the_lake(tmp_path):
     tasks = [task(1), task(2)]
     (tmp_path / "in.json").write_text(json.dumps(tasks))
     convert([tmp_path / "in.json"], tmp_path / "out", workers=1)
-    code = ("import sys; from stream.query import connect; "
+    code = ("import sys; from stream import connect; "
             "n = connect(sys.argv[1]).sql('SELECT count(*) FROM tasks').fetchall()[0][0]; "
             f"print(n, [m for m in {HEAVY!r} if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], cwd=ROOT,

@@ -19,7 +19,7 @@ from conftest import SAMPLES, run_cli
 
 from stream import connect, convert
 from stream.errors import AnnostreamError
-from stream.export import export
+from stream import export
 
 NUMBERS = (int, float)
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from test_roundtrip import json_diff, json_values
 
 from stream import convert
-from stream.export import export
+from stream import export
 
 RESERVED = ("~absent", "~list")  # the converter's own extra keys (see stream/tables.py)
 

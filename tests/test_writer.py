@@ -13,7 +13,7 @@ from conftest import read_tables
 
 from stream import convert
 from stream.errors import AnnostreamError
-from stream.export import export
+from stream import export
 from stream.tables import TABLES
 from stream.writer import ROLL_GROUPS
 

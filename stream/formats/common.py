@@ -2,13 +2,15 @@
 
 Each `*_fit` function answers, for one input value, what its typed column holds and whether
 the original must also stay in `extra`: `(column_value, keep_original)`. A value of the
-wrong JSON type gives `(None, True)`: never coerced, always kept.
+wrong JSON type gives `(None, True)`: never coerced, always kept. The `restore_*` functions
+and the row helpers at the end are the way back, used by each platform's rebuilder (export).
 """
 from __future__ import annotations
 
 import functools
 import json
 import re
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -158,3 +160,74 @@ def fill_ts(obj: dict, key: str, col: dict, i: int, extra: dict, digits: int) ->
             col[i] = d
         if keep:
             extra[key] = obj[key]
+
+
+# -- the way back: objects rebuilt from rows (stream/rebuild walks the rows) -------------------
+
+@dataclass
+class AnnotationRows:
+    """An annotations row with its result, relation and keyframe rows, in write order."""
+
+    row: dict
+    results: list[dict] = field(default_factory=list)
+    relations: list[dict] = field(default_factory=list)
+    keyframes: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class TaskRows:
+    """A tasks row with its annotations; `selected`: whether the export writes it."""
+
+    row: dict
+    annotations: list[AnnotationRows]
+    selected: bool
+
+
+def load_cell(text: str) -> Any:
+    """One JSON cell of one row parsed back (a task's data, a result's value, an extra)."""
+    return json.loads(text)  # bounded: one cell of one row, never an export
+
+
+def row_extra(row: dict) -> dict:
+    """The row's `extra` object, parsed once (a copy is what rebuilding modifies)."""
+    x = row.get("_x")
+    if x is None:
+        text = row.get("extra")
+        x = row["_x"] = load_cell(text) if text else {}
+    return x
+
+
+def restore_plain(obj: dict, row: dict, plain: tuple) -> None:
+    """Inverse of `fill_plain`: the typed keys that have a value back into `obj`."""
+    for key, col, _ in plain:
+        v = row.get(col)
+        if v is not None:
+            obj[key] = v
+
+
+def plain_object(row: dict, plain: tuple) -> dict:
+    """A new object holding the typed keys of `row` (a keyframe, a snapshot)."""
+    obj: dict = {}
+    restore_plain(obj, row, plain)
+    return obj
+
+
+def restore_times(obj: dict, row: dict, keys: tuple, digits: int) -> None:
+    """Inverse of `fill_ts` for (input key, column) pairs, spelled as the platform does."""
+    for key, col in keys:
+        if row.get(col) is not None:
+            obj[key] = restore_ts(row[col], digits)
+
+
+def finish(obj: dict, row: dict) -> dict:
+    """Drop keys filled although absent, then lay `extra` over the object (it wins), the
+    input's own keys named like reserved ones last."""
+    extra = dict(row_extra(row))
+    for key in extra.pop(ABSENT, ()):
+        obj.pop(key, None)
+    extra.pop(LISTED, None)
+    escaped = extra.pop(ESCAPED, None)
+    obj.update(extra)
+    if escaped:
+        obj.update(escaped)
+    return obj

@@ -1,4 +1,5 @@
-"""Dataloop items to rows (FORMATS.md part B), into the same five tables as Label Studio.
+"""Dataloop items to rows (FORMATS.md part B), into the same five tables as Label Studio,
+and back (`rebuild_item`, at the end).
 
 `Dataloop.add` turns one parsed item (or one element of a text-classification JSON) into rows,
 writing straight into column buffers like the Label Studio reader. Where each key goes, and
@@ -80,11 +81,12 @@ from typing import Any, Iterator
 
 import ijson
 
-from ..errors import InputError, TaskError
+from ..errors import AnnostreamError, InputError, TaskError
 from ..sources import Reader
 from ..writer import Buffers
-from .common import (ABSENT, BOOL, INT, STR, child_list, dumps, extra_of, fill_plain, fill_ts,
-                     id_fit, is_num, jtype)
+from .common import (ABSENT, BOOL, INT, STR, AnnotationRows, TaskRows, child_list, dumps,
+                     extra_of, fill_plain, fill_ts, finish, id_fit, is_num, jtype, load_cell,
+                     plain_object, restore_plain, restore_times, row_extra)
 
 SOURCE = "dataloop"
 TS_DIGITS = 3  # Dataloop writes milliseconds: 2022-06-07T09:13:41.000Z
@@ -451,3 +453,53 @@ def read_elements(reader: Reader, name: str) -> Iterator[tuple[dict, str]]:
     meta = dumps(doc)
     for el in elements:
         yield el, meta
+
+
+# -- the way back: Dataloop objects rebuilt from rows (export; the key map above) -------------
+
+TIMES = (("createdAt", "created_at"), ("updatedAt", "updated_at"))
+
+
+def rebuild_item(task: TaskRows) -> dict:
+    """The item object as it was read."""
+    t = task.row
+    obj: dict = {"id": t["task_id"]}
+    if t.get("project_id") is not None:
+        obj["datasetId"] = t["project_id"]
+    obj.update(load_cell(t["data"]))
+    if t.get("meta") is not None:
+        obj["metadata"] = load_cell(t["meta"])
+    restore_times(obj, t, TIMES, TS_DIGITS)
+    if "annotations" in (t.get("list_keys") or ()):
+        if [a.row["position"] for a in task.annotations] != list(range(len(task.annotations))):
+            raise AnnostreamError(f"item {t['task_id']!r}: annotation positions have gaps")
+        obj["annotations"] = [rebuild_annotation(a) for a in task.annotations]
+    return finish(obj, t)
+
+
+def rebuild_annotation(a: AnnotationRows) -> dict:
+    """The annotation from its annotations row and its one results row (and the snapshots of
+    a video track from keyframes 1..; keyframe 0 is derived from the annotation itself)."""
+    r = a.row
+    if len(a.results) != 1:
+        raise AnnostreamError(f"annotation {r['annotation_id']!r}: {len(a.results)} result rows")
+    res = a.results[0]
+    obj: dict = {"id": r["annotation_id"]}
+    restore_plain(obj, r, ANNOTATION_PLAIN)
+    restore_times(obj, r, TIMES, TS_DIGITS)
+    if res.get("type") is not None:
+        obj["type"] = res["type"]
+    if res.get("labels") is not None:
+        obj["label"] = res["labels"][0]
+    if res.get("value") is not None:
+        obj["coordinates"] = load_cell(res["value"])
+    obj.update(row_extra(res))
+    if a.keyframes:
+        obj["metadata"]["system"]["snapshots_"] = [
+            finish(plain_object(k, SNAPSHOT_PLAIN), k) for k in a.keyframes if k["position"]]
+    return finish(obj, r)
+
+
+def rebuild_element(task: TaskRows) -> tuple[dict, Any]:
+    """(the text-classification document's other keys, this element)."""
+    return load_cell(task.row["meta"]), load_cell(task.row["data"])

@@ -1,18 +1,21 @@
-"""Label Studio tasks to rows (FORMATS.md part A).
+"""Label Studio tasks to rows (FORMATS.md part A), and back.
 
 `LabelStudio.add` turns one parsed task object into rows of the five tables. It is the hot
 path of a conversion: values go straight into column buffers, with no per-row dicts beyond
-the `extra` object of keys that have no typed column.
+the `extra` object of keys that have no typed column. `rebuild_task` is the way back (export),
+next to the key maps both directions share.
 """
 from __future__ import annotations
 
 from operator import itemgetter
 from typing import Any
 
-from ..errors import TaskError
+from ..errors import AnnostreamError, TaskError
 from ..writer import Buffers
-from .common import (ABSENT, BOOL, EXACT_INT, INT, LISTED, NONE, NUM, STR, child_list, dumps,
-                     extra_of, fill_plain, fill_ts, id_fit, jtype, str_list)
+from .common import (ABSENT, BOOL, EXACT_INT, INT, LISTED, NONE, NUM, STR, AnnotationRows,
+                     TaskRows, child_list, dumps, extra_of, fill_plain, fill_ts, finish, id_fit,
+                     jtype, load_cell, plain_object, restore_id, restore_plain, restore_times,
+                     row_extra, str_list)
 
 SOURCE = "labelstudio"
 TS_DIGITS = 6  # Label Studio writes microseconds: 2021-03-09T21:52:49.513742Z
@@ -361,3 +364,132 @@ class LabelStudio:
             extra.setdefault(ABSENT, []).append(key)
         col[i] = text = synthetic()
         return text
+
+
+# -- the way back: Label Studio objects rebuilt from rows (export) ----------------------------
+
+TIMES = (("created_at", "created_at"), ("updated_at", "updated_at"))
+KIND_LIST = {"prediction": "predictions", "draft": "drafts"}
+
+
+def rebuild_task(task: TaskRows) -> Any:
+    """The task object as it was read (a flat import object; a legacy storage annotation with
+    the task under `task`)."""
+    t = task.row
+    if t["form"] == "flat":
+        return load_cell(t["data"])
+    obj: dict = {"id": restore_id(t["task_id"], True)}
+    if t.get("project_id") is not None:
+        obj["project"] = restore_id(t["project_id"], True)
+    for key in ("data", "meta"):
+        if t.get(key) is not None:
+            obj[key] = load_cell(t[key])
+    restore_times(obj, t, TIMES, TS_DIGITS)
+    restore_plain(obj, t, TASK_PLAIN)
+    lists: dict[str, list] = {k: [] for k in t.get("list_keys") or ()}
+    storage = None
+    for a in task.annotations:
+        r = a.row
+        if r["position"] < 0:
+            storage = rebuild_annotation(a)
+            continue
+        key = _list_key(r, lists)
+        if key not in lists or r["position"] != len(lists[key]):
+            raise AnnostreamError(f"task {t['task_id']!r}: {r['kind']} {r['annotation_id']!r} "
+                                  f"at position {r['position']} does not fit its list {key!r}")
+        lists[key].append(rebuild_annotation(a))
+    obj.update(lists)
+    finish(obj, t)
+    if t["form"] == "storage-annotation":
+        if storage is None:
+            raise AnnostreamError(f"task {t['task_id']!r}: its storage annotation row is missing")
+        storage["task"] = obj
+        return storage
+    return obj
+
+
+def _list_key(r: dict, lists: dict) -> str:
+    if r["kind"] in KIND_LIST:
+        return KIND_LIST[r["kind"]]
+    listed = row_extra(r).get(LISTED)
+    if listed:
+        return listed
+    return "completions" if "completions" in lists and "annotations" not in lists else "annotations"
+
+
+def rebuild_annotation(a: AnnotationRows) -> Any:
+    """An annotation, prediction or draft object (or the bare id it was)."""
+    r = a.row
+    if r["form"] == "id":
+        extra = row_extra(r)
+        return extra["id"] if "id" in extra else restore_id(r["annotation_id"], True)
+    obj: dict = {"id": restore_id(r["annotation_id"], True)}
+    for key in ("completed_by", "updated_by"):
+        if r.get(key) is not None:
+            obj[key] = restore_id(r[key], True)
+    restore_times(obj, r, TIMES, TS_DIGITS)
+    restore_plain(obj, r, ANNOTATION_PLAIN)
+    if "result" in (r.get("list_keys") or ()):
+        obj["result"] = _result_list(a)
+    return finish(obj, r)
+
+
+def _result_list(a: AnnotationRows) -> list:
+    seqs: dict[int, list] = {}
+    for k in a.keyframes:
+        seqs.setdefault(k["result_position"], []).append(
+            finish(plain_object(k, KEYFRAME_PLAIN), k))
+    items = [(r["position"], _rebuilt_result(r, seqs.pop(r["position"], None)))
+             for r in a.results]
+    items += [(r["position"], _rebuilt_relation(r)) for r in a.relations]
+    items.sort(key=lambda x: x[0])
+    if [p for p, _ in items] != list(range(len(items))) or seqs:
+        raise AnnostreamError(f"{a.row['kind']} {a.row['annotation_id']!r}: result positions "
+                              f"{[p for p, _ in items]} have gaps or orphan keyframes")
+    return [o for _, o in items]
+
+
+def _rebuilt_result(r: dict, sequence: list | None) -> dict:
+    obj = {"id": r["region_id"]}
+    restore_plain(obj, r, RESULT_PLAIN)
+    if r.get("value") is not None:
+        value = load_cell(r["value"])
+        if sequence is not None:
+            value["sequence"] = sequence
+        obj["value"] = value
+    return finish(obj, r)
+
+
+def _rebuilt_relation(r: dict) -> dict:
+    obj = {"type": "relation"}
+    restore_plain(obj, r, RELATION_PLAIN)
+    if r.get("labels") is not None:
+        obj["labels"] = r["labels"]
+    return finish(obj, r)
+
+
+def as_prediction(task: TaskRows, model_version: str | None) -> dict:
+    """Label Studio's import shape: `data` (+ `meta`) and one prediction per submitted
+    (not cancelled) annotation, results and relations with their region ids."""
+    t = task.row
+    data = load_cell(t["data"]) if t.get("data") is not None else {}
+    obj: dict = {"data": data}
+    meta = load_cell(t["meta"]) if t.get("meta") else None
+    if meta:
+        obj["meta"] = meta
+    preds = []
+    for a in task.annotations:
+        r = a.row
+        if r["kind"] != "annotation" or r["form"] == "id" or r.get("was_cancelled"):
+            continue
+        ann = rebuild_annotation(a)
+        result = ann.get("result")
+        pred: dict = {"result": result if type(result) is list else []}
+        if model_version is not None:
+            pred["model_version"] = model_version
+        score = ann.get("score")
+        if type(score) in (int, float):
+            pred["score"] = score
+        preds.append(pred)
+    obj["predictions"] = preds
+    return obj
