@@ -16,7 +16,6 @@ import argparse
 import gzip
 import importlib.util
 import json
-import resource
 import subprocess
 import sys
 import tempfile

@@ -36,9 +36,10 @@ import random
 import re
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 FORMATS = ("array", "ndjson", "object-folder")
 FIRST_TASK_ID = 1000  # normal tasks count up from here; the --big-task task has id 1
@@ -64,11 +65,7 @@ TRICKY = (
     "",
     " ",
 )
-WORDS = (
-    "the quick brown fox jumps over lazy dog annotation label studio export stream parquet "
-    "Paris Berlin München Zürich São Paulo Kraków Москва 東京 서울 القاهرة Αθήνα "
-    "February March 22 2021 café naïve résumé coöperate 🙂 ✓ data model region span token"
-).split()
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "annotation", "label", "studio", "export", "stream", "parquet", "Paris", "Berlin", "München", "Zürich", "São", "Paulo", "Kraków", "Москва", "東京", "서울", "القاهرة", "Αθήνα", "February", "March", "22", "2021", "café", "naïve", "résumé", "coöperate", "🙂", "✓", "data", "model", "region", "span", "token"]
 IMAGE_LABELS = ("Car", "Person", "Tree", "Sky", "Road", "Bicycle", "Traffic Light", "Dog")
 NER_LABELS = ("PER", "ORG", "LOC", "DATE", "MISC")
 VIDEO_LABELS = ("Car", "Pedestrian", "Cyclist", "Truck")
@@ -171,7 +168,7 @@ class _Gen:
             "created_at": created, "updated_at": self.ts(t1)[0],
             "draft_created_at": None if r.random() < 0.7 else self.ts(t0)[0],
             "lead_time": round(r.random() * 300, 3), "prediction": {}, "result_count": len(result),
-            "unique_id": "%032x" % r.getrandbits(128), "import_id": None,
+            "unique_id": f"{r.getrandbits(128):032x}", "import_id": None,
             "last_action": r.choice((None, "submitted", "updated", "accepted")),
             "bulk_created": False, "task": tid, "project": PROJECT_ID,
             "updated_by": r.randint(1, 40), "parent_prediction": None, "parent_annotation": None,

@@ -4,7 +4,8 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from typing import Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 import click
 
@@ -20,7 +21,7 @@ def _errors(fn: Callable) -> Callable:
     """Our errors become one line on stderr and the error's exit code (traceback with --debug)."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
         try:
             return fn(*args, **kwargs)
@@ -62,7 +63,8 @@ def main(debug: bool) -> None:
 @click.option("--append", "mode", flag_value="append",
               help="Add to a conversion already in the output folder.")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
-              help="On a malformed task: stop with an error, or skip it (logged, counted in the manifest).")
+              help="On a malformed task: stop with an error, or skip it (logged, counted in the "
+                   "manifest).")
 @click.option("--batch-rows", type=click.IntRange(min=1), default=65536, show_default=True,
               help="Rows buffered per table before a Parquet row group is written (bounds memory).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -119,7 +121,8 @@ def schema(table: str | None) -> None:
               help="Run the SQL script in FILE ('-' for stdin); the last statement's rows print.")
 @row_options
 @_errors
-def query(folder: str, sql: str | None, sql_file, fmt: str | None, output: str | None) -> None:
+def query(folder: str, sql: str | None, sql_file: IO[str] | None, fmt: str | None,
+          output: str | None) -> None:
     """Run SQL over a converted folder: every table and view is registered in DuckDB.
 
     \b
@@ -134,7 +137,7 @@ def query(folder: str, sql: str | None, sql_file, fmt: str | None, output: str |
     from .api import connect
     from .query import run as run_sql
 
-    script = sql if sql is not None else sql_file.read()  # bounded: a SQL script
+    script = sql_file.read() if sql_file is not None else sql or ""  # bounded: a SQL script
     con = connect(folder)
     rel = run_sql(con, script)
     if rel is not None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 import gc
 import os
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -68,7 +69,7 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
 
 
 def _run(names: list[str], out: Output, ex: Executor, on_error: str, batch_rows: int,
-         progress: bool, range_bytes: int, stats: "_Inputs") -> dict[str, int]:
+         progress: bool, range_bytes: int, stats: _Inputs) -> dict[str, int]:
     """Plan, run the jobs on `ex`, and add up their results in input order."""
     jobs = plan(iter_sources(names), ex, range_bytes, stage=str(out.stage),
                 prefix=out.part_prefix(), batch_rows=batch_rows, on_error=on_error)
@@ -122,7 +123,7 @@ class _Inputs:
 
 
 @contextmanager
-def _lean_process():
+def _lean_process() -> Iterator[None]:
     """A conversion allocates millions of short-lived containers and makes no cycles: the
     cyclic GC running at its default pace costs about a tenth of the time. Its Arrow buffers
     are short-lived too: the system allocator gives them back, where Arrow's default pool

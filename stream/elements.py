@@ -16,7 +16,7 @@ current element on, to ijson: the reader the converter always used, with its err
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import ijson
 import msgspec
@@ -130,7 +130,7 @@ class ArrayItems:
         self._ijson_base: int | None = None
         self._it = self._items()
 
-    def __iter__(self) -> "ArrayItems":
+    def __iter__(self) -> ArrayItems:
         return self
 
     def __next__(self) -> object:
@@ -163,7 +163,7 @@ class ArrayItems:
         """The rest of the stream, from `start` (an element start, or the stream start with
         no prefix), parsed by ijson exactly as a plain conversion would."""
         parts = [memoryview(pending), memoryview(prefix)] if prefix else [memoryview(pending)]
-        self._ijson_base = start - len(prefix)
+        base = self._ijson_base = start - len(prefix)
 
         class Rest:
             def read(_, n: int) -> bytes:
@@ -179,7 +179,7 @@ class ArrayItems:
                 else:
                     data = self._read(n)
                 self._given += len(data)
-                self.offset = self._ijson_base + self._given
+                self.offset = base + self._given
                 return data
 
         yield from ijson.items(Rest(), "item", use_float=True)

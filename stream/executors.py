@@ -15,7 +15,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import urllib.parse
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from .errors import AnnostreamError
 
@@ -36,7 +37,7 @@ class Executor:
     def close(self) -> None:
         """Release what this executor started (pools, connections it opened)."""
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -156,7 +157,8 @@ def _dask(address: str | None) -> Dask:
     try:
         from distributed import Client
     except ImportError:
-        raise AnnostreamError("--executor dask needs Dask: pip install 'annostream[dask]'") from None
+        raise AnnostreamError("--executor dask needs Dask: "
+                              "pip install 'annostream[dask]'") from None
     if not address:
         raise AnnostreamError("--executor dask needs the scheduler's address: --address "
                               "tcp://host:8786 or DASK_SCHEDULER_ADDRESS")

@@ -13,8 +13,9 @@ import functools
 import os
 import sys
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -51,7 +52,7 @@ def row_options(fn: Callable) -> Callable:
                   help="Write the rows to FILE instead (.parquet, .csv, .tsv, .json, .ndjson) "
                        "through DuckDB's COPY; the extension chooses the format.")
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         if kwargs.get("fmt") and kwargs.get("output"):
             raise click.UsageError("--format is for printed rows; with --output the file's "
                                    "extension chooses the format")
@@ -162,7 +163,8 @@ def _table(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyRelation, out: T
     for rows in _batches(con, _text_select(view)):
         cells = [[cell(v) for v in row] for row in rows]
         if widths is None:
-            widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(view.columns)]
+            widths = [max([len(c)] + [len(r[i]) for r in cells])
+                      for i, c in enumerate(view.columns)]
             _table_line(out, view.columns, widths, right)
             _table_line(out, ["-" * w for w in widths], widths, right)
         for r in cells:

@@ -22,9 +22,10 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import ijson
 
@@ -55,7 +56,7 @@ class Span:
     position: int
     key: bytes
 
-    def items(self, raw) -> "SpanItems":
+    def items(self, raw: BinaryIO) -> SpanItems:
         return SpanItems(self, raw)
 
 
@@ -67,14 +68,14 @@ class SpanItems:
     the error, exactly as a sequential conversion does.
     """
 
-    def __init__(self, span: Span, raw) -> None:
+    def __init__(self, span: Span, raw: BinaryIO) -> None:
         raw.seek(span.start)
         self.offset = span.start
         self._span, self._raw = span, raw
         self._it = elements(raw.read, span.start, separator(span.key), decode, stop=span.end)
-        self._rest = None  # ijson over the rest of the span, after a fallback
+        self._rest: Iterator[object] | None = None  # ijson over the rest, after a fallback
 
-    def __iter__(self) -> "SpanItems":
+    def __iter__(self) -> SpanItems:
         return self
 
     def __next__(self) -> object:
@@ -159,7 +160,7 @@ def _candidates(src: Source, key: bytes, first: int, ranges: int) -> list[int]:
         strict = m and re.compile(rb"\}" + WS + b"," + WS + rb"(" + SECOND % re.escape(key)
                                   + re.escape(m.group(1)) + WS + b":)")
         for k in range(1, ranges):
-            target = first + (src.size - first) * k // ranges
+            target = first + ((src.size or 0) - first) * k // ranges
             raw.seek(target)
             window = raw.read(WINDOW)
             m = (strict and strict.search(window)) or sep.search(window)
@@ -177,9 +178,12 @@ def _scan(args: tuple[str, int, int | None, bytes]) -> tuple[int | None, int] | 
     raw = open_path(path)
     try:
         raw.seek(start)
-        end, count = start, 0
+        end: int | None = start
+        count = 0
         try:
-            for _, _, end in elements(raw.read, start, separator(key), check, stop=stop):
+            # the last element's end, read after the loop, is where the range ends
+            for _, _, end in elements(raw.read, start, separator(key), check,  # noqa: B007
+                                      stop=stop):
                 count += 1
         except Fallback:
             return None
@@ -226,7 +230,7 @@ class Item:
     found: Source | None = None
 
     @classmethod
-    def of(cls, src: Source, span: Span | None = None) -> "Item":
+    def of(cls, src: Source, span: Span | None = None) -> Item:
         return cls(src.name, src.input, src.size, src.explicit,
                    src.path and os.path.abspath(src.path), src.member, span, src)
 
@@ -254,7 +258,7 @@ class Job:
     batch_rows: int
     on_error: str
 
-    def shipped(self) -> "Job":
+    def shipped(self) -> Job:
         """The job with its items listed, to be pickled to another process."""
         return replace(self, items=list(self.items))
 
@@ -281,7 +285,7 @@ def run_job(job: Job, progress: Progress | None = None) -> Done | tuple:
         files = []
         for item in job.items:
             stats = read_source(item.source(archives), readers, job.on_error,
-                                progress and progress.tick, item.span)
+                                progress.tick if progress else None, item.span)
             files.append((stats, item.span is None or item.span.position == 0))
             if progress:
                 progress.next_input(item.size)
@@ -304,8 +308,8 @@ def raise_failure(result: Done | tuple) -> Done:
     raise AnnostreamError(result[1])
 
 
-def plan(sources: Iterable[Source], executor: "Executor", range_bytes: int,
-         **settings) -> Iterator[Job]:
+def plan(sources: Iterable[Source], executor: Executor, range_bytes: int,
+         **settings: Any) -> Iterator[Job]:
     """The jobs of a conversion, in input order: with one worker, one job of every input
     (lazily, nothing listed); else the proven ranges of each big uncompressed array (their
     scans run on the executor) and runs of other inputs grouped to about `range_bytes`."""
@@ -335,11 +339,11 @@ def plan(sources: Iterable[Source], executor: "Executor", range_bytes: int,
         yield Job(number, group, **settings)
 
 
-def _split(src: Source, executor: "Executor", range_bytes: int) -> list[Span] | None:
+def _split(src: Source, executor: Executor, range_bytes: int) -> list[Span] | None:
     """The proven byte ranges of one big array (None: not an array of objects, or a range
     that cannot be proven)."""
     found = _array_key(src)
-    if not found:
+    if not found or src.size is None or src.path is None:
         return None
     key, first = found
     ranges = min(src.size // range_bytes, executor.parallelism * RANGES_PER_WORKER)

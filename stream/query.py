@@ -82,8 +82,8 @@ REGIONS = View(
                list(position ORDER BY position) AS positions,
                list(type ORDER BY position) AS types,
                list(from_name ORDER BY position) AS from_names,
-               {', '.join(f'flatten(list({c} ORDER BY position) FILTER (WHERE {c} IS NOT NULL)) AS {c}'
-                          for c in _LISTS)},
+               {', '.join(f'flatten(list({c} ORDER BY position) '
+                          f'FILTER (WHERE {c} IS NOT NULL)) AS {c}' for c in _LISTS)},
                arg_min({{{', '.join(f"'{g}': {g}" for g in _GEOMETRY)}}}, position)
                    FILTER (WHERE x IS NOT NULL OR points IS NOT NULL) AS geo,
                {', '.join(f'arg_min({c}, position) FILTER (WHERE {c} IS NOT NULL) AS {c}'

@@ -6,15 +6,17 @@ stream is read in chunks: nothing here holds a whole input.
 from __future__ import annotations
 
 import bz2
+import functools
 import gzip
 import lzma
 import os
 import sys
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Protocol, cast
 
 import pyarrow as pa
 
@@ -43,6 +45,14 @@ class Source:
     member: str | None = None  # open it on its own (stream/parallel.py `Item`)
 
 
+class ByteStream(Protocol):
+    """What a Reader reads from: a file, a decompressor, a byte counter."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 class Reader:
     """A read-only byte stream with a peek buffer and a count of bytes handed out.
 
@@ -50,7 +60,7 @@ class Reader:
     is what an error message reports; `counter.count` counts bytes read from disk for progress.
     """
 
-    def __init__(self, raw: BinaryIO, counter: "Counter | None" = None) -> None:
+    def __init__(self, raw: ByteStream, counter: Counter | None = None) -> None:
         self._raw = raw
         self._buf = b""
         self.offset = 0
@@ -83,7 +93,7 @@ class Counter:
     """Wraps a raw file to count the bytes read from disk (progress over compressed input)."""
 
     def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
+        self._raw: Any = raw  # any binary file object: gzip and friends call its readinto
         self.count = 0
 
     def read(self, n: int = -1) -> bytes:
@@ -91,7 +101,7 @@ class Counter:
         self.count += len(data)
         return data
 
-    def readinto(self, b) -> int:  # gzip/bz2/lzma read this way
+    def readinto(self, b: bytearray | memoryview) -> int:  # gzip/bz2/lzma read this way
         k = self._raw.readinto(b)
         self.count += k or 0
         return k
@@ -122,11 +132,11 @@ def decompressed(name: str, raw: BinaryIO) -> Reader:
         buffered = _Replay(head)
         try:
             if codec == "gzip":
-                stream: BinaryIO = gzip.GzipFile(fileobj=buffered)
+                stream: ByteStream = gzip.GzipFile(fileobj=cast(BinaryIO, buffered))
             elif codec == "bz2":
-                stream = bz2.BZ2File(buffered)
+                stream = bz2.BZ2File(cast(BinaryIO, buffered))
             elif codec == "xz":
-                stream = lzma.LZMAFile(buffered)
+                stream = lzma.LZMAFile(cast(BinaryIO, buffered))
             else:
                 stream = pa.CompressedInputStream(pa.PythonFile(buffered, mode="r"), "zstd")
         except Exception as exc:  # pragma: no cover - the codecs open lazily
@@ -145,7 +155,7 @@ class _Replay:
     def read(self, n: int = -1) -> bytes:
         return self._r.read(n if n >= 0 else CHUNK)
 
-    def readinto(self, b) -> int:
+    def readinto(self, b: bytearray | memoryview) -> int:
         data = self._r.read(len(b))
         b[: len(data)] = data
         return len(data)
@@ -163,7 +173,7 @@ class _Replay:
 class _Guard:
     """Turns a decompressor's failure into an InputError that names the file."""
 
-    def __init__(self, stream: BinaryIO, name: str, codec: str) -> None:
+    def __init__(self, stream: ByteStream, name: str, codec: str) -> None:
         self._s, self._name, self._codec = stream, name, codec
 
     def read(self, n: int = -1) -> bytes:
@@ -184,7 +194,8 @@ class _Opener:
     __slots__ = ("path", "_handle")
 
     def __init__(self, path: Path, handle: BinaryIO) -> None:
-        self.path, self._handle = path, handle
+        self.path = path
+        self._handle: BinaryIO | None = handle
 
     def __call__(self) -> BinaryIO:
         handle, self._handle = self._handle, None
@@ -198,6 +209,12 @@ class _Opener:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+def _open_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo | str, name: str) -> BinaryIO:
+    """A zip member whose bad CRC or deflate stream is an InputError naming it (read and
+    close are all a member's readers call)."""
+    return cast(BinaryIO, _Guard(zf.open(member), name, "zip"))
 
 
 def _safe_member(zip_name: str, member: str) -> str:
@@ -221,7 +238,7 @@ def _zip_sources(handle: BinaryIO, path: Path, name: str, given: str) -> Iterato
             continue
         full = f"{name}/{member}"
         yield Source(full, info.file_size,  # a bad CRC or deflate stream names the member
-                     lambda info=info, full=full: _Guard(zf.open(info), full, "zip"), given,
+                     functools.partial(_open_member, zf, info, full), given,
                      explicit=False, path=str(path), member=info.filename)
 
 
@@ -300,5 +317,5 @@ def reopen(name: str, input: str, size: int | None, explicit: bool, path: str | 
         except (zipfile.BadZipFile, OSError) as exc:
             raise InputError(name, f"corrupt or truncated zip file: {exc}") from exc
     zf = archives[path]
-    return Source(name, size, lambda: _Guard(zf.open(member), name, "zip"), input, explicit,
+    return Source(name, size, functools.partial(_open_member, zf, member, name), input, explicit,
                   path, member)

@@ -157,7 +157,8 @@ TASKS = Table(
         _c("fps", pa.float64(), "Video frames per second."),
         _c("duration", pa.float64(), "Video or audio duration in seconds."),
         _c("list_keys", STRINGS, "Keys of the task object whose lists became child rows "
-           "(e.g. annotations, predictions, drafts; completions in pre-1.0 exports), in input order."),
+           "(e.g. annotations, predictions, drafts; completions in pre-1.0 exports), in input "
+           "order."),
         EXTRA,
     ),
 )
@@ -178,8 +179,8 @@ ANNOTATIONS = Table(
         ANNOTATION_ID,
         _c("form", pa.string(), "'object', or 'id' when the input gave only the id "
            "(id-only predictions and drafts)."),
-        _c("completed_by", pa.string(), "Annotator: user id as text (from an int or a user object); "
-           "Dataloop `creator`. A draft's `user` stays in `extra`."),
+        _c("completed_by", pa.string(), "Annotator: user id as text (from an int or a user "
+           "object); Dataloop `creator`. A draft's `user` stays in `extra`."),
         _c("completed_by_email", pa.string(), "Annotator email when the input has it."),
         _c("was_cancelled", pa.bool_(), "Skipped/cancelled (`was_cancelled`, pre-1.0 `skipped`)."),
         _c("ground_truth", pa.bool_(), "Marked as ground truth."),
@@ -265,7 +266,8 @@ RELATIONS = Table(
         ANNOTATION_ID,
         ANNOTATION_POSITION,
         _c("position", pa.int64(), "0-based place in the annotation's `result` list."),
-        _c("from_id", pa.string(), "Region id the relation starts at (may be missing from results)."),
+        _c("from_id", pa.string(),
+           "Region id the relation starts at (may be missing from results)."),
         _c("to_id", pa.string(), "Region id the relation points to."),
         _c("direction", pa.string(), "'right', 'left' or 'bi'."),
         _c("labels", STRINGS, "Relation labels."),

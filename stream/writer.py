@@ -132,13 +132,15 @@ class Buffer:
             if c.name in self._dense:
                 values = self._dense[c.name]
                 if len(values) != n:
-                    raise AssertionError(f"{self.table.name}.{c.name}: {len(values)} values for {n} rows")
+                    raise AssertionError(f"{self.table.name}.{c.name}: {len(values)} values "
+                                         f"for {n} rows")
             elif self._sparse.get(c.name) or self._runs.get(c.name):
-                runs = self._runs.get(c.name, ())
+                runs = self._runs.get(c.name, [])
                 if not self._sparse.get(c.name) and _constant_tiling(runs, base, self.n):
                     ends = pa.array(list(accumulate(k for _, k, _, _ in runs)), pa.int32())
                     consts = to_array([x for _, _, _, x in runs], c.type)
-                    arrays.append(pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(ends, consts)))
+                    runs_array = pa.RunEndEncodedArray.from_arrays(ends, consts)
+                    arrays.append(pc.run_end_decode(runs_array))
                     continue
                 sparse = self._sparse.get(c.name, {})
                 if len(sparse) == n and not runs and list(sparse) == list(range(base, self.n)):

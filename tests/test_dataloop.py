@@ -230,7 +230,7 @@ def check_items(tables: dict, sources: list[tuple[str, int, dict]], container: s
             (system["frame"], system["endFrame"]) if video else (None, None))
 
     keyframes = rows_by(tables["keyframes"], "annotation_id", "position")
-    for item, a in video_anns:
+    for _item, a in video_anns:
         system, aid = system_of(a), a["id"]
         states = [{"frame": system["frame"], "objectVisible": True, "label": a["label"],
                    "data": a.get("coordinates")}] + system["snapshots_"]

@@ -1,6 +1,5 @@
 """Every command is documented: help text in the CLI and an example in the README."""
 import click
-
 from conftest import ROOT
 
 from stream.cli import main

@@ -15,7 +15,6 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 _spec = importlib.util.spec_from_file_location("generate_export", ROOT / "scripts" / "generate_export.py")

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 SIZE_MB = int(os.environ.get("ANNOSTREAM_MEMTEST_MB", "8"))

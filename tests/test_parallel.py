@@ -14,12 +14,12 @@ import shutil
 
 import ijson
 import pytest
-
 from conftest import ROOT, read_tables
+
 from stream import convert
 from stream.elements import ArrayItems
 from stream.errors import InputError
-from stream.parallel import _candidates, _array_key
+from stream.parallel import _array_key, _candidates
 from stream.sources import iter_sources
 from stream.tables import TABLES
 

@@ -14,8 +14,16 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from conftest import run_cli
-from test_labelstudio import (LS, NER_FILE, TASK_FILES, ann_id_of, source_annotations,
-                              source_tasks, task_id_of, ts)
+from test_labelstudio import (
+    LS,
+    NER_FILE,
+    TASK_FILES,
+    ann_id_of,
+    source_annotations,
+    source_tasks,
+    task_id_of,
+    ts,
+)
 
 import stream
 from stream.cli import main
@@ -97,7 +105,7 @@ def test_readme_region_count_and_boxes_with_comments(out):
     got = rows(out, "SELECT file, region_id, labels, texts, x, width FROM regions "
                     "WHERE texts IS NOT NULL AND x IS NOT NULL ORDER BY region_id, file")
     expected = []
-    for ((file, _), kind, aid, rid), rs in regions.items():
+    for ((file, _), _kind, _aid, rid), rs in regions.items():
         texts = [t for r in rs if isinstance(r["value"].get("text"), list) for t in r["value"]["text"]]
         shape = next((r["value"] for r in rs if "x" in r["value"]), None)
         if texts and shape:

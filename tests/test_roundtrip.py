@@ -17,9 +17,8 @@ import pyarrow as pa
 import pytest
 from conftest import SAMPLES, run_cli
 
-from stream import connect, convert
+from stream import connect, convert, export
 from stream.errors import AnnostreamError
-from stream import export
 
 NUMBERS = (int, float)
 
@@ -432,7 +431,7 @@ def test_as_predictions_is_the_import_shape(tmp_path):
     got = json.loads(target.read_text())
     expected = []
     for t in tasks:
-        item = {"data": t["data"] if "data" in t else t}
+        item = {"data": t.get("data", t)}
         if t.get("meta"):
             item["meta"] = t["meta"]
         item["predictions"] = [

@@ -15,8 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_roundtrip import json_diff, json_values
 
-from stream import convert
-from stream import export
+from stream import convert, export
 
 RESERVED = ("~absent", "~list")  # the converter's own extra keys (see stream/tables.py)
 

@@ -11,9 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import read_tables
 
-from stream import convert
+from stream import convert, export
 from stream.errors import AnnostreamError
-from stream import export
 from stream.tables import TABLES
 from stream.writer import ROLL_GROUPS
 

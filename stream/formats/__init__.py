@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any
 
 import ijson
 
+from ..elements import ArrayItems
 from ..errors import InputError, TaskError
 from ..sources import Reader, Source, decompressed
-from ..elements import ArrayItems
 from ..writer import Buffers
 from .dataloop import Dataloop, read_elements
 from .labelstudio import LabelStudio
@@ -30,7 +31,8 @@ WHITESPACE = b" \t\r\n"
 SKIPPED_LISTED = 1000  # skipped tasks listed in the manifest; the rest are only counted
 
 # Keys that only a Dataloop item has at its top level (FORMATS.md B2).
-DATALOOP_KEYS = frozenset({"datasetId", "filename", "_id", "itemMetadata", "dir", "annotationsCount"})
+DATALOOP_KEYS = frozenset({"datasetId", "filename", "_id", "itemMetadata", "dir",
+                           "annotationsCount"})
 # Keys of a Dataloop V3 export manifest (it has `datasetId` too, so it is checked first).
 MANIFEST_KEYS = frozenset({"manifestVersion", "exportId", "partitioning"})
 # Keys only a Dataloop annotation has: an item whose `annotations` come first.
@@ -72,14 +74,14 @@ def _first_keys(head: bytes, prefix: str, limit: int = 64,
     its value; stops at the end of that object or of the peeked bytes, or after a key in
     `stop` (a key that already decides the format: many small files are sniffed one by one)."""
     keys: list[tuple[str, str]] = []
-    pending = path = None
+    pending, path = "", None  # the key whose value starts next, and that value's prefix
     try:
         for p, event, value in ijson.parse(io.BytesIO(head)):
             if p == path:
                 keys.append((pending, event))
                 if pending in stop:
                     break
-                pending = path = None
+                pending, path = "", None
             if p == prefix and event == "map_key":
                 pending, path = value, f"{prefix}.{value}" if prefix else value
                 if len(keys) >= limit:
@@ -145,8 +147,8 @@ def sniff(reader: Reader) -> Plan | None:
         head = head[len(BOM):]
     first = head.lstrip(WHITESPACE)[:1]
     if first == b"[":
-        keys = {k for k, _ in _first_keys(head, "item", stop=DECISIVE_KEYS)}
-        if keys & DATALOOP_KEYS:
+        item_keys = {k for k, _ in _first_keys(head, "item", stop=DECISIVE_KEYS)}
+        if item_keys & DATALOOP_KEYS:
             return Plan("dataloop", "array")
         if _ner_like(head):
             return Plan("ner", "ner")
@@ -181,7 +183,7 @@ class Readers:
         self.out = out
         self._made: dict[str, object] = {}
 
-    def get(self, platform: str, name: str):
+    def get(self, platform: str, name: str) -> Any:
         if platform not in self._made:
             if platform not in PLATFORMS:
                 raise InputError(name, f"{platform} input is not supported yet")
@@ -190,7 +192,7 @@ class Readers:
 
 
 def read_source(src: Source, readers: Readers, on_error: str = "fail",
-                tick: Callable[[int], None] | None = None, span=None) -> FileStats:
+                tick: Callable[[int], None] | None = None, span: Any = None) -> FileStats:
     """Read one input stream into the buffers; raises InputError naming file, task and byte.
 
     `span`: only one byte range of a big array, with its first task's position
@@ -260,7 +262,7 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
                 _skip(stats, src.name, position, str(exc))
             position += 1
             out.maybe_flush()
-            if tick is not None:
+            if tick is not None and reader.counter is not None:
                 tick(reader.counter.count)
         stats.tasks = position - first - stats.skipped_count
         return stats

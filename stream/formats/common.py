@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -72,7 +72,7 @@ def jtype(v: Any) -> str:
             int: "a number", float: "a number"}.get(type(v), type(v).__name__)
 
 
-def is_num(v: Any) -> bool:
+def is_num(v: Any) -> TypeGuard[int | float]:
     t = type(v)
     return t is float or t is int
 
@@ -116,11 +116,12 @@ def ts_fit(v: Any, digits: int) -> tuple[datetime | None, bool]:
     return d, restore_ts(d, digits) != v  # exact: other spellings (week dates, ...) keep theirs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _canonical(digits: int) -> re.Pattern:
     """The platform's own spelling (years from 1000: strftime does not pad smaller ones);
     matching it is ~10x cheaper than formatting to compare."""
-    return re.compile(r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{%d}Z" % digits)
+    return re.compile(r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{"
+                      + str(digits) + "}Z")
 
 
 def restore_ts(d: datetime, digits: int) -> str:

@@ -77,16 +77,36 @@ Rebuilding a file: container 'array' -> [items by position]; 'wrapper' -> {"anno
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import ijson
 
 from ..errors import AnnostreamError, InputError, TaskError
 from ..sources import Reader
 from ..writer import Buffers
-from .common import (ABSENT, BOOL, INT, STR, AnnotationRows, TaskRows, child_list, dumps,
-                     extra_of, fill_plain, fill_ts, finish, id_fit, is_num, jtype, load_cell,
-                     plain_object, restore_plain, restore_times, row_extra)
+from .common import (
+    ABSENT,
+    BOOL,
+    INT,
+    STR,
+    AnnotationRows,
+    TaskRows,
+    child_list,
+    dumps,
+    extra_of,
+    fill_plain,
+    fill_ts,
+    finish,
+    id_fit,
+    is_num,
+    jtype,
+    load_cell,
+    plain_object,
+    restore_plain,
+    restore_times,
+    row_extra,
+)
 
 SOURCE = "dataloop"
 TS_DIGITS = 3  # Dataloop writes milliseconds: 2022-06-07T09:13:41.000Z
@@ -122,7 +142,7 @@ def _points(ring: Any) -> list[list[float]] | None:
     if type(ring) is not list or not ring:
         return None
     pts = [_point(p) for p in ring]
-    return None if None in pts else [list(p) for p in pts]
+    return None if None in pts else [list(p) for p in pts if p is not None]
 
 
 def geometry(c: dict, i: int, typ: Any, co: Any) -> bool:
@@ -203,7 +223,8 @@ class Dataloop:
 
     def __init__(self, out: Buffers) -> None:
         self.out = out
-        self.t, self.a, self.r, self.k = out["tasks"], out["annotations"], out["results"], out["keyframes"]
+        self.t, self.a = out["tasks"], out["annotations"]
+        self.r, self.k = out["results"], out["keyframes"]
         self.tcols = out.columns("tasks")
         self.acols = out.columns("annotations")
         self.rcols = out.columns("results")
@@ -447,7 +468,8 @@ def read_elements(reader: Reader, name: str) -> Iterator[tuple[dict, str]]:
         else:
             doc[key] = value
     if type(elements) is not list:
-        dltype = doc.get("metadata", {}).get("dltype") if type(doc.get("metadata")) is dict else None
+        meta = doc.get("metadata")
+        dltype = meta.get("dltype") if type(meta) is dict else None
         raise InputError(name, "a Dataloop 'shebang' JSON without an 'elements' list "
                                f"(dltype {dltype!r}) is item content, not an export", offset=0)
     meta = dumps(doc)

@@ -7,15 +7,39 @@ next to the key maps both directions share.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from operator import itemgetter
-from typing import Any
+from typing import Any, overload
 
 from ..errors import AnnostreamError, TaskError
 from ..writer import Buffers
-from .common import (ABSENT, BOOL, EXACT_INT, INT, LISTED, NONE, NUM, STR, AnnotationRows,
-                     TaskRows, child_list, dumps, extra_of, fill_plain, fill_ts, finish, id_fit,
-                     jtype, load_cell, plain_object, restore_id, restore_plain, restore_times,
-                     row_extra, str_list)
+from .common import (
+    ABSENT,
+    BOOL,
+    EXACT_INT,
+    INT,
+    LISTED,
+    NONE,
+    NUM,
+    STR,
+    AnnotationRows,
+    TaskRows,
+    child_list,
+    dumps,
+    extra_of,
+    fill_plain,
+    fill_ts,
+    finish,
+    id_fit,
+    jtype,
+    load_cell,
+    plain_object,
+    restore_id,
+    restore_plain,
+    restore_times,
+    row_extra,
+    str_list,
+)
 
 SOURCE = "labelstudio"
 TS_DIGITS = 6  # Label Studio writes microseconds: 2021-03-09T21:52:49.513742Z
@@ -24,8 +48,9 @@ TS_DIGITS = 6  # Label Studio writes microseconds: 2021-03-09T21:52:49.513742Z
 TASK_PLAIN = (("total_annotations", "total_annotations", INT),
               ("cancelled_annotations", "cancelled_annotations", INT),
               ("total_predictions", "total_predictions", INT))
-ANNOTATION_PLAIN = (("was_cancelled", "was_cancelled", BOOL), ("ground_truth", "ground_truth", BOOL),
-                    ("lead_time", "lead_time", NUM), ("model_version", "model_version", STR),
+ANNOTATION_PLAIN = (("was_cancelled", "was_cancelled", BOOL),
+                    ("ground_truth", "ground_truth", BOOL), ("lead_time", "lead_time", NUM),
+                    ("model_version", "model_version", STR),
                     ("score", "score", NUM), ("result_count", "result_count", INT))
 RESULT_PLAIN = (("from_name", "from_name", STR), ("to_name", "to_name", STR),
                 ("type", "type", STR), ("origin", "origin", STR), ("score", "score", NUM),
@@ -199,7 +224,8 @@ class LabelStudio:
                 continue
             i = self.r.n
             extra = extra_of(r, RESULT_KNOWN)
-            rid = self._id(r, "id", c["region_id"], i, extra, lambda: f"~{p}", int_default=False)
+            rid = self._id(r, "id", c["region_id"], i, extra,
+                           lambda: f"~{p}", int_default=False)  # noqa: B023 (called at once)
             c["source"][i] = SOURCE
             c["task_id"][i] = task_id
             c["file"][i], c["task_position"][i] = self.file, self.position
@@ -297,7 +323,8 @@ class LabelStudio:
         extras = None
         if not all(map(KEYFRAME_KNOWN.issuperset, seq)):
             extras = [extra_of(kf, KEYFRAME_KNOWN) for kf in seq]
-        frames, first = None, seq[0].keys()
+        frames: list = []  # the `frame` column, set in the loop below
+        first = seq[0].keys()
         present = [k for k, _, _ in KEYFRAME_PLAIN if k in first]
         columns = {}
         if len(present) > 1 and all(map(first.__eq__, map(dict.keys, seq))):  # one key set
@@ -335,18 +362,30 @@ class LabelStudio:
         else:
             put("extra", i0, [dumps(e) if e else "{}" for e in extras])
         self.k.n += m
-        j = next((j for j, f in enumerate(frames) if type(f) is int), None)
-        if j is not None:
-            self.rcols["frame_start"][ri] = frames[j]
+        start = next((j for j, f in enumerate(frames) if type(f) is int), None)
+        if start is not None:
+            self.rcols["frame_start"][ri] = frames[start]
             last_frame = seq[next(j for j in range(m - 1, -1, -1) if type(frames[j]) is int)]
             count = v.get("framesCount", v.get("frameCount"))
-            end = count if last_frame.get("enabled") is True and type(count) is int else last_frame["frame"]
+            held = last_frame.get("enabled") is True and type(count) is int
+            end = count if held else last_frame["frame"]
             self.rcols["frame_end"][ri] = end
 
     # -- shared key rules -------------------------------------------------------------------
+    @overload
     @staticmethod
-    def _id(obj: dict, key: str, col: dict, i: int, extra: dict, synthetic=None,
-            int_default: bool = True, flag: bool = True) -> str | None:
+    def _id(obj: dict, key: str, col: dict, i: int, extra: dict,
+            synthetic: Callable[[], str], int_default: bool = True, flag: bool = True) -> str: ...
+
+    @overload
+    @staticmethod
+    def _id(obj: dict, key: str, col: dict, i: int, extra: dict, synthetic: None = None,
+            int_default: bool = True, flag: bool = True) -> str | None: ...
+
+    @staticmethod
+    def _id(obj: dict, key: str, col: dict, i: int, extra: dict,
+            synthetic: Callable[[], str] | None = None, int_default: bool = True,
+            flag: bool = True) -> str | None:
         """An id-like key into its text column (see `id_fit`); a missing id gets `synthetic()`."""
         if key in obj:
             v = obj[key]

@@ -6,7 +6,7 @@ spans side is held in memory (it is small next to the texts); texts are streamed
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import ijson
 

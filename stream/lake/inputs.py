@@ -10,6 +10,7 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
+from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -32,6 +33,20 @@ class InputFile:
     sha256: str | None = None
     local: str | None = None  # a local path convert() can read (the file or its download)
     container: str | None = None
+
+    @property
+    def local_path(self) -> str:
+        """`local`, once the file is listed locally or downloaded by `fingerprint`."""
+        if self.local is None:
+            raise AssertionError(f"{self.name}: read before it was fingerprinted")
+        return self.local
+
+    @property
+    def digest(self) -> str:
+        """`sha256`, once `fingerprint` computed it."""
+        if self.sha256 is None:
+            raise AssertionError(f"{self.name}: used before it was fingerprinted")
+        return self.sha256
 
 
 def _hidden(rel: str) -> bool:
@@ -62,7 +77,8 @@ def expand(arg: str) -> list[InputFile]:
     return sorted(files, key=lambda f: f.rel)
 
 
-def _input_file(arg: str, name: str, rel: str, info: pafs.FileInfo, fs) -> InputFile:
+def _input_file(arg: str, name: str, rel: str, info: pafs.FileInfo,
+                fs: pafs.FileSystem) -> InputFile:
     mtime = info.mtime.astimezone(timezone.utc).isoformat() if info.mtime else None
     f = InputFile(name, rel, info.size, mtime, fs, info.path)
     if isinstance(fs, pafs.LocalFileSystem):
@@ -73,7 +89,7 @@ def _input_file(arg: str, name: str, rel: str, info: pafs.FileInfo, fs) -> Input
 class _Hashing:
     """A read-only stream that hashes what passes through it."""
 
-    def __init__(self, raw) -> None:
+    def __init__(self, raw: Any) -> None:  # a pyarrow input stream or an HTTP response
         self.raw, self.sha, self.size = raw, hashlib.sha256(), 0
 
     def read(self, n: int = -1) -> bytes:
@@ -83,7 +99,7 @@ class _Hashing:
         return data
 
 
-def _open_url(url: str):
+def _open_url(url: str) -> Any:
     """An http(s) stream; `user:password@` in the URL becomes a Basic auth header."""
     p = urllib.parse.urlsplit(url)
     headers = {}
@@ -124,7 +140,7 @@ def container(f: InputFile) -> str | None:
     """'array' for a whole export in one file, 'object' for per-task files ...; for a zip, the
     container of its members when they agree. None when it holds no JSON."""
     kinds = set()
-    for src in iter_sources([f.local]):
+    for src in iter_sources([f.local_path]):
         raw = src.open()
         try:
             plan = sniff(decompressed(src.name, raw))

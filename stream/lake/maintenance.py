@@ -9,9 +9,18 @@ from datetime import timedelta
 from ..errors import AnnostreamError
 from ..tables import SCHEMA_VERSION, TABLES
 from .reading import ledger_row, live_batches
-from .storage import (LAST_RUN, Lake, committed_entries, drop_batches, iso, now, open_delta,
-                      recover, redact, storage_errors)
-
+from .storage import (
+    LAST_RUN,
+    Lake,
+    committed_entries,
+    drop_batches,
+    iso,
+    now,
+    open_delta,
+    recover,
+    redact,
+    storage_errors,
+)
 
 
 def status(uri: str | os.PathLike) -> dict:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .inputs import InputFile, container, expand, fingerprint
 from .storage import now, redact
@@ -73,7 +73,7 @@ def plan_batches(args: list[str], snapshot: str, committed: list[dict], run_dir:
                 report.skipped.append({"name": f.name, "reason": f"already ingested in {known}"})
                 say(f"already ingested: {f.name} (batch {known})")
                 continue
-            seen[f.sha256] = f.name
+            seen[f.digest] = f.name
             f.container = container(f)
             if f.container is None and f.rel:
                 log.warning("%s: not JSON, skipped", f.name)

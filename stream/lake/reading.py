@@ -12,9 +12,15 @@ import pyarrow.dataset as pads
 from ..query import VIEWS, sql_type
 from ..sql import literal
 from ..tables import TABLES
-from .storage import (PARTITION_KEYS, Lake, check_schema, committed_entries, delta_schema,
-                      open_delta, storage_errors)
-
+from .storage import (
+    PARTITION_KEYS,
+    Lake,
+    check_schema,
+    committed_entries,
+    delta_schema,
+    open_delta,
+    storage_errors,
+)
 
 
 def live_batches(committed: list[dict]) -> list[tuple[str, str | None, str, int]]:

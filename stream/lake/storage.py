@@ -2,6 +2,7 @@
 written in one step, the ledger, the writer's lock, Delta tables, and removing batches."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -12,10 +13,11 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, TextIO
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -50,7 +52,7 @@ def iso(d: datetime) -> str:
 
 
 @contextmanager
-def storage_errors(uri: str) -> Iterator[None]:
+def storage_errors(uri: str | os.PathLike) -> Iterator[None]:
     """Storage failures (unreachable server, missing bucket, denied, disk full) become one
     line naming the lake (exit 1) instead of a traceback."""
     try:
@@ -135,10 +137,8 @@ class Lake:
         self.write_bytes(rel, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
 
     def delete(self, rel: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self.path(rel))
-        except FileNotFoundError:
-            pass
 
     # -- the ledger --------------------------------------------------------------------------
     def ledger(self) -> list[dict]:
@@ -182,7 +182,7 @@ class _FileLock:
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
         self.path = lake.path(f"{META}/lock")
-        self.f = None
+        self.f: TextIO | None = None
 
     def acquire(self, holder: dict, wait: float) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -297,7 +297,7 @@ def storage_options(lk: Lake) -> dict:
     return opts
 
 
-def deltalake_module():
+def deltalake_module() -> Any:
     """The optional deltalake package, or an error that says how to install it."""
     try:
         import deltalake

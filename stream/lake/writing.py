@@ -10,9 +10,9 @@ import shutil
 import tempfile
 import urllib.parse
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -24,13 +24,29 @@ from ..errors import AnnostreamError, InputError
 from ..layout import LAKE_JSON, MANIFEST
 from ..sql import literal
 from ..tables import SCHEMA_VERSION, TABLES
+from ..writer import DEFAULT_BATCH_ROWS
 from .failpoints import failpoint
 from .inputs import InputFile
 from .planning import Batch, Report, plan_batches
-from .storage import (LAST_RUN, META, NULL_PARTITION, PARTITION_KEYS, PENDING, Lake,
-                      check_schema, committed_entries, delta_schema, delta_uri,
-                      deltalake_module, iso, now, recover, redact, storage_errors,
-                      storage_options)
+from .storage import (
+    LAST_RUN,
+    META,
+    NULL_PARTITION,
+    PARTITION_KEYS,
+    PENDING,
+    Lake,
+    check_schema,
+    committed_entries,
+    delta_schema,
+    delta_uri,
+    deltalake_module,
+    iso,
+    now,
+    recover,
+    redact,
+    storage_errors,
+    storage_options,
+)
 
 
 def ingest(inputs: Sequence[str | os.PathLike], lake: str | os.PathLike, *,
@@ -58,8 +74,9 @@ def ingest(inputs: Sequence[str | os.PathLike], lake: str | os.PathLike, *,
     return report
 
 
-def _ingest(inputs, lk: Lake, snapshot: str, format: str | None, on_error: str, wait: float,
-            batch_rows: int | None, progress: bool, say) -> Report:
+def _ingest(inputs: Sequence[str | os.PathLike], lk: Lake, snapshot: str, format: str | None,
+            on_error: str, wait: float, batch_rows: int | None, progress: bool,
+            say: Callable[[str], None]) -> Report:
     report = Report(redact(lk.uri))
     started = iso(now())
     with lk.lock(wait, "ingest"):
@@ -158,9 +175,10 @@ def _renames(files: list[InputFile]) -> list[tuple[str, str]]:
     """(download prefix, input prefix) pairs: one per argument folder, not one per file."""
     pairs = set()
     for f in files:
-        if f.local != f.name:
+        local = f.local_path
+        if local != f.name:
             cut = len(f.rel)
-            pairs.add((f.local[:len(f.local) - cut], f.name[:len(f.name) - cut]))
+            pairs.add((local[:len(local) - cut], f.name[:len(f.name) - cut]))
     return sorted(pairs, key=lambda p: -len(p[0]))
 
 
@@ -168,7 +186,6 @@ def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: str
                   batch_rows: int | None, progress: bool) -> dict:
     started = iso(now())
     stage = run_dir / batch.id
-    kwargs = {"batch_rows": batch_rows} if batch_rows else {}
     entry = {"batch": batch.id, "status": "committed", "kind": batch.kind, "input": batch.arg,
              "fingerprint": batch.fingerprint, "size": sum(f.size or 0 for f in batch.files),
              "files": [{"name": f.name, "size": f.size, "mtime": f.mtime, "sha256": f.sha256}
@@ -176,8 +193,9 @@ def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: str
              "schema_version": SCHEMA_VERSION, "format": fmt, "tool_version": __version__,
              "started_at": started}
     try:
-        manifest = convert([f.local for f in batch.files], stage / "converted", on_error=on_error,
-                           progress=progress, **kwargs)
+        manifest = convert([f.local_path for f in batch.files], stage / "converted",
+                           on_error=on_error, progress=progress,
+                           batch_rows=batch_rows or DEFAULT_BATCH_ROWS)
     except InputError as exc:
         entry.update(status="failed", error=str(exc), finished_at=iso(now()), rows={},
                      partitions=[], parts={})
@@ -210,7 +228,8 @@ def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: str
 
 
 def _write_parquet(lk: Lake, con: duckdb.DuckDBPyConnection, batch: str, converted: Path,
-                   parts_dir: Path, renames, partitions: list, entry: dict) -> None:
+                   parts_dir: Path, renames: list[tuple[str, str]], partitions: list,
+                   entry: dict) -> None:
     """Split each staged table per (source, project) into Hive folders, then publish them."""
     if len(partitions) > 1:  # child rows learn their project from their task
         con.execute(PROJECTS_SQL)
@@ -247,7 +266,7 @@ def _write_parquet(lk: Lake, con: duckdb.DuckDBPyConnection, batch: str, convert
 
 
 def _write_delta(lk: Lake, con: duckdb.DuckDBPyConnection, batch: str, converted: Path,
-                 renames, entry: dict) -> None:
+                 renames: list[tuple[str, str]], entry: dict) -> None:
     """One Delta append per table (partitioned by source, project_id, batch), streamed from
     DuckDB; the ledger commit afterwards is what makes the batch visible to our views."""
     write_deltalake = deltalake_module().write_deltalake

@@ -22,9 +22,10 @@ staging name and moved into place only when the whole export succeeded.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import duckdb
 import pyarrow.compute as pc
@@ -136,7 +137,7 @@ def export(folder: str | os.PathLike, output: str | os.PathLike, *, where: str |
     try:
         parts = sorted(str(p) for p in (root / "tasks").glob("*.parquet"))
         chosen = None if con is None else _selected_rows(con, parts, pred, params)
-        target = _Targets(stage, out.name if single else None, _common_dir(lo, hi), fmt)
+        target = _Targets(stage, out.name if single else None, _common_dir(lo or "", hi or ""), fmt)
         written = _write(walk(root, batch_rows, chosen), target, as_predictions, model_version)
         outputs = stage.commit(out if single else None)
     except BaseException:

@@ -31,7 +31,7 @@ def open_compressed(path: Path) -> BinaryIO:
     if ext == ".xz":
         return lzma.open(path, "wb")  # type: ignore[return-value]
     if ext == ".zst":
-        return pa.output_stream(str(path), compression="zstd")  # type: ignore[return-value]
+        return pa.output_stream(str(path), compression="zstd")
     return open(path, "wb")
 
 

@@ -12,8 +12,9 @@ order key keeps increasing (a repeated key starts the next annotation with the s
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -113,6 +114,18 @@ def walk(folder: Path, batch_rows: int = BATCH_ROWS,
                 "tables do not come from one conversion")
 
 
+def _of_annotation(of_task: Callable[[dict], bool], a: dict) -> Callable[[dict], bool]:
+    """Whether a child row belongs to annotation row `a` of the task `of_task` accepts
+    (completions and annotations share kind and positions, so the id is compared too)."""
+    kind, aid, apos = a["kind"], a["annotation_id"], a["position"]
+
+    def same(r: dict) -> bool:
+        return (of_task(r) and r["kind"] == kind and r["annotation_position"] == apos
+                and r["annotation_id"] == aid)
+
+    return same
+
+
 def _children(t: dict, anns: TableRows, res: TableRows, rels: TableRows,
               kfs: TableRows) -> list[AnnotationRows]:
     """The annotations at the heads of the child tables that belong to task row `t`."""
@@ -125,12 +138,7 @@ def _children(t: dict, anns: TableRows, res: TableRows, rels: TableRows,
     for a in anns.take(of_task, _ann_order):
         ann = AnnotationRows(a)
         if _has_results(a):
-            kind, aid, apos = a["kind"], a["annotation_id"], a["position"]
-
-            def same(r: dict) -> bool:  # completions and annotations share kind and positions
-                return (of_task(r) and r["kind"] == kind and r["annotation_position"] == apos
-                        and r["annotation_id"] == aid)
-
+            same = _of_annotation(of_task, a)
             ann.results = res.take(same, _position)
             ann.relations = rels.take(same, _position)
             ann.keyframes = kfs.take(same, _kf_order)
