@@ -33,7 +33,7 @@ from stream import convert
 t0 = time.perf_counter()
 m = convert([sys.argv[1]], sys.argv[2], batch_rows=int(sys.argv[3]))
 dt = time.perf_counter() - t0
-print(dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, m["rows"]["tasks"])
+print(dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, m.rows["tasks"])
 """
 
 

@@ -13,7 +13,8 @@ from ._version import __version__
 from .convert import convert as convert_exports
 from .errors import AnnostreamError
 from .executors import EXECUTORS
-from .output import emit, row_options
+from .modes import ConvertMode, ExportFormat, LakeFormat, OnError, Snapshot, choices
+from .row_output import emit, row_options
 from .tables import TABLES, schema_markdown
 
 
@@ -62,7 +63,7 @@ def main(debug: bool) -> None:
               help="Replace a conversion already in the output folder.")
 @click.option("--append", "mode", flag_value="append",
               help="Add to a conversion already in the output folder.")
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+@click.option("--on-error", type=click.Choice(choices(OnError)), default="fail", show_default=True,
               help="On a malformed task: stop with an error, or skip it (logged, counted in the "
                    "manifest).")
 @click.option("--batch-rows", type=click.IntRange(min=1), default=65536, show_default=True,
@@ -73,7 +74,7 @@ def main(debug: bool) -> None:
 @executor_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @_errors
-def convert(inputs: tuple[str, ...], output: str, mode: str | None, on_error: str,
+def convert(inputs: tuple[str, ...], output: str, mode: ConvertMode | None, on_error: OnError,
             batch_rows: int, workers: int | None, executor: str, address: str | None,
             quiet: bool) -> None:
     """Convert exports (files, folders, zips, .gz/.bz2/.xz/.zst, '-' for stdin) into Parquet.
@@ -82,11 +83,11 @@ def convert(inputs: tuple[str, ...], output: str, mode: str | None, on_error: st
     Example:
       annostream convert export.json more.json.gz tasks_dir/ -o out/
     """
-    manifest = convert_exports(list(inputs), output, mode=mode or "new", on_error=on_error,
-                               batch_rows=batch_rows, progress=not quiet and sys.stderr.isatty(),
-                               workers=workers, executor=executor, address=address)
+    result = convert_exports(list(inputs), output, mode=mode or "new", on_error=on_error,
+                             batch_rows=batch_rows, progress=not quiet and sys.stderr.isatty(),
+                             workers=workers, executor=executor, address=address)
     if not quiet:
-        run = manifest["runs"][-1]
+        run = result.run
         size = sum(i["size"] for i in run["inputs"])
         rows = ", ".join(f"{t} {n:,}" for t, n in run["rows"].items())
         click.echo(f"converted {len(run['inputs'])} input(s), {size / 1e6:,.1f} MB in "
@@ -177,7 +178,7 @@ def _report(rows: int | None, output: str | None) -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--lake", "lake_uri", required=True,
               help="The lake: a folder, file://, s3:// or gs:// URI (created on first use).")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "delta"]),
+@click.option("--format", "fmt", type=click.Choice(choices(LakeFormat)),
               help="Storage of a new lake: Hive-partitioned Parquet (default) or Delta Lake "
                    "tables (needs the `deltalake` package).")
 @click.option("--partial", "snapshot", flag_value="partial",
@@ -186,14 +187,14 @@ def _report(rows: int | None, output: str | None) -> None:
 @click.option("--full", "snapshot", flag_value="full",
               help="Each input argument as a whole (a folder or prefix of per-task or per-item "
                    "files) is one full snapshot: tasks missing from it leave the latest view.")
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail",
+@click.option("--on-error", type=click.Choice(choices(OnError)), default="fail",
               show_default=True, help="On a malformed task: stop, or skip it (as in convert).")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
               help="Seconds to wait for another ingest or vacuum of the lake to finish.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @_errors
-def ingest(inputs: tuple[str, ...], lake_uri: str, fmt: str | None, snapshot: str | None,
-           on_error: str, wait: float, quiet: bool) -> None:
+def ingest(inputs: tuple[str, ...], lake_uri: str, fmt: LakeFormat | None,
+           snapshot: Snapshot | None, on_error: OnError, wait: float, quiet: bool) -> None:
     """Add new exports to a lake, each as one atomic batch; inputs already there are skipped.
 
     \b
@@ -234,15 +235,15 @@ def lake_status(lake_uri: str, fmt: str | None, output: str | None) -> None:
     from .lake import LEDGER_SCHEMA, status
 
     st = status(lake_uri)
-    last = st["last_run"] or {}
-    rows = ", ".join(f"{t} {n:,}" for t, n in st["rows"].items())
-    click.echo(f"{st['lake']}: {st['format']} lake, {st['committed']} committed batch(es), "
-               f"{st['failed']} failed; schema version(s) {st['schema_versions'] or '-'} "
-               f"(this annostream: {st['tool_schema_version']}); rows: {rows}; last run "
+    last = st.last_run or {}
+    rows = ", ".join(f"{t} {n:,}" for t, n in st.rows.items())
+    click.echo(f"{st.lake}: {st.format} lake, {st.committed} committed batch(es), "
+               f"{st.failed} failed; schema version(s) {st.schema_versions or '-'} "
+               f"(this annostream: {st.tool_schema_version}); rows: {rows}; last run "
                f"{last.get('finished_at', 'never')} ({len(last.get('batches', []))} batch(es) "
                "ingested)", err=True)
     con = duckdb.connect()
-    con.register("batches", pa.Table.from_pylist(st["batches"], schema=LEDGER_SCHEMA))
+    con.register("batches", pa.Table.from_pylist(st.batches, schema=LEDGER_SCHEMA))
     _report(emit(con, con.sql("SELECT * FROM batches"), fmt, output), output)
 
 
@@ -281,7 +282,7 @@ def lake_vacuum(lake_uri: str, keep: str, dry_run: bool, wait: float) -> None:
                               "work in subqueries.")
 @click.option("--file", "files", multiple=True,
               help="Only this input (tasks.file, or a folder or zip it came from); repeatable.")
-@click.option("--format", "fmt", type=click.Choice(["auto", "labelstudio", "dataloop"]),
+@click.option("--format", "fmt", type=click.Choice(choices(ExportFormat)),
               default="auto", show_default=True,
               help="auto: each input in its own shape; labelstudio: Label Studio inputs only, NER "
                    "model files as task arrays; dataloop: Dataloop items only, one JSON per item "
@@ -292,7 +293,8 @@ def lake_vacuum(lake_uri: str, keep: str, dry_run: bool, wait: float) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No summary.")
 @_errors
 def export_command(folder: str, output: str, where: str | None, files: tuple[str, ...],
-                   fmt: str, as_predictions: bool, model_version: str | None, quiet: bool) -> None:
+                   fmt: ExportFormat, as_predictions: bool, model_version: str | None,
+                   quiet: bool) -> None:
     """Rebuild exports from a converted folder, streaming (the way back from `convert`).
 
     \b

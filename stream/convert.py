@@ -1,7 +1,7 @@
 """`convert`: inputs in, one Parquet dataset per table out, with a manifest.
 
 source → format reader → row batches → table writer → Parquet. The output folder only
-changes when the whole run succeeded (see `writer.Output`).
+changes when the whole run succeeded (see `writer.OutputFolder`).
 """
 from __future__ import annotations
 
@@ -10,21 +10,49 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from ._version import __version__
+from .buffers import DEFAULT_BATCH_ROWS
 from .errors import InputError
 from .executors import Executor, InProcess, executor_for
 from .formats import SKIPPED_LISTED, FileStats
+from .modes import ConvertMode, OnError, check
 from .parallel import RANGE_BYTES, plan, raise_failure, run_job
 from .progress import Progress
 from .sources import iter_sources
 from .tables import SCHEMA_VERSION, TABLES
-from .writer import DEFAULT_BATCH_ROWS, Output
+from .writer import OutputFolder
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """What `convert` wrote: the output folder and its manifest (every run of the folder,
+    as in its _manifest.json); `run` is this run's part of it."""
+
+    output: Path
+    manifest: dict
+
+    @property
+    def run(self) -> dict:
+        """This run: its inputs, rows, seconds and skipped tasks."""
+        return self.manifest["runs"][-1]
+
+    @property
+    def rows(self) -> dict[str, int]:
+        """Rows per table in the folder (all runs)."""
+        return self.manifest["rows"]
+
+    @property
+    def skipped_tasks(self) -> int:
+        """Bad tasks left out (--on-error skip), all runs."""
+        return self.manifest["skipped_tasks"]
 
 
 def _now() -> str:
@@ -32,11 +60,12 @@ def _now() -> str:
 
 
 def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
-            mode: str = "new", on_error: str = "fail", batch_rows: int = DEFAULT_BATCH_ROWS,
-            progress: bool = False, workers: int | None = None,
-            range_bytes: int = RANGE_BYTES, executor: Any = None,
-            address: str | None = None) -> dict:
-    """Convert exports into `output`/<table>/*.parquet; returns the manifest written.
+            mode: ConvertMode = "new", on_error: OnError = "fail",
+            batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False,
+            workers: int | None = None, range_bytes: int = RANGE_BYTES, executor: Any = None,
+            address: str | None = None) -> ConversionResult:
+    """Convert exports into `output`/<table>/*.parquet; returns what was written (the
+    manifest, also in `output`/_manifest.json).
 
     mode: 'new' (refuse an existing conversion), 'overwrite' or 'append'.
     on_error: 'fail' stops at the first bad task; 'skip' leaves it out and records it.
@@ -46,11 +75,10 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     Big uncompressed JSON arrays are split into byte ranges of about `range_bytes`, other
     inputs are grouped (stream/parallel.py); the rows are the same whatever runs them.
     """
-    if on_error not in ("fail", "skip"):
-        raise ValueError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
+    check("on_error", on_error, OnError)
     started, t0 = _now(), time.monotonic()
     names = [os.fspath(i) for i in inputs]
-    out = Output(output, mode)
+    out = OutputFolder(output, mode)
     stats = _Inputs()
     try:
         if "-" in names and executor in (None, "local"):
@@ -62,13 +90,13 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
             raise InputError(empty[0], "no input files found in this folder or zip")
         manifest = _manifest(stats, rows, started, time.monotonic() - t0, out)
         out.commit(manifest, stats.parts)
-        return manifest
+        return ConversionResult(out.folder, manifest)
     except BaseException:
         out.abort()
         raise
 
 
-def _run(names: list[str], out: Output, ex: Executor, on_error: str, batch_rows: int,
+def _run(names: list[str], out: OutputFolder, ex: Executor, on_error: OnError, batch_rows: int,
          progress: bool, range_bytes: int, stats: _Inputs) -> dict[str, int]:
     """Plan, run the jobs on `ex`, and add up their results in input order."""
     jobs = plan(iter_sources(names), ex, range_bytes, stage=str(out.stage),
@@ -105,7 +133,7 @@ class _Inputs:
         self.inputs: dict[str, dict] = {}
         self.skipped: list[dict] = []
         self.skipped_count = 0
-        self.parts: set[str] = set()  # the part files of the jobs' results (see Output.commit)
+        self.parts: set[str] = set()  # the jobs' part files (see OutputFolder.commit)
 
     def add(self, f: FileStats, whole: bool) -> None:
         """`whole`: f is a file or its first byte range (sizes and files count once)."""
@@ -139,7 +167,7 @@ def _lean_process() -> Iterator[None]:
 
 
 def _manifest(stats: _Inputs, rows: dict[str, int], started: str, seconds: float,
-              out: Output) -> dict:
+              out: OutputFolder) -> dict:
     """The run's summary; in append mode, merged with the runs already in the folder."""
     run = {"run_id": out.run_id, "started_at": started, "finished_at": _now(),
            "seconds": round(seconds, 3), "inputs": list(stats.inputs.values()), "rows": rows,

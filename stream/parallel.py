@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import ijson
 
+from .buffers import TableBuffers
 from .elements import WS, Fallback, check, decode, elements, first_key, separator
 from .errors import AnnostreamError, InputError
 from .formats import BOM, WHITESPACE, FileStats, Readers, read_source, sniff
 from .progress import Progress
 from .sources import MAGIC, Source, decompressed, open_path, reopen
-from .writer import Buffers
+from .writer import PartFiles
 
 if TYPE_CHECKING:
     from .executors import Executor
@@ -279,8 +280,8 @@ def run_job(job: Job, progress: Progress | None = None) -> Done | tuple:
     stage = Path(job.stage)
     archives: dict = {}
     try:
-        bufs = Buffers(stage, f"{job.prefix}-{job.number:06d}-{uuid.uuid4().hex[:6]}",
-                       job.batch_rows)
+        parts = PartFiles(stage, f"{job.prefix}-{job.number:06d}-{uuid.uuid4().hex[:6]}")
+        bufs = TableBuffers(job.batch_rows, parts.write)
         readers = Readers(bufs)
         files = []
         for item in job.items:
@@ -289,8 +290,9 @@ def run_job(job: Job, progress: Progress | None = None) -> Done | tuple:
             files.append((stats, item.span is None or item.span.position == 0))
             if progress:
                 progress.next_input(item.size)
-        rows = bufs.close()
-        return Done(files, rows, [p.relative_to(stage).as_posix() for p in bufs.paths()])
+        bufs.flush()
+        rows = parts.close()
+        return Done(files, rows, [p.relative_to(stage).as_posix() for p in parts.paths()])
     except InputError as exc:  # its constructor takes parts, so it does not pickle as is
         return "input", (exc.file, exc.reason, exc.position, exc.offset)
     except AnnostreamError as exc:

@@ -46,14 +46,14 @@ class Source:
 
 
 class ByteStream(Protocol):
-    """What a Reader reads from: a file, a decompressor, a byte counter."""
+    """What an InputStream reads from: a file, a decompressor, a byte counter."""
 
     def read(self, n: int = -1, /) -> bytes: ...
 
     def close(self) -> None: ...
 
 
-class Reader:
+class InputStream:
     """A read-only byte stream with a peek buffer and a count of bytes handed out.
 
     `offset` is the position in the (decompressed) stream a parser has consumed up to, which
@@ -120,10 +120,10 @@ class Counter:
         self._raw.close()
 
 
-def decompressed(name: str, raw: BinaryIO) -> Reader:
-    """Open `raw` as a Reader over its decompressed bytes, whatever the compression."""
+def decompressed(name: str, raw: BinaryIO) -> InputStream:
+    """Open `raw` as an InputStream over its decompressed bytes, whatever the compression."""
     counter = Counter(raw)
-    head = Reader(counter, counter)
+    head = InputStream(counter, counter)
     magic = head.peek(6)
     codec = next((c for m, c in MAGIC.items() if magic.startswith(m)), None)
     if codec is None:
@@ -141,14 +141,14 @@ def decompressed(name: str, raw: BinaryIO) -> Reader:
                 stream = pa.CompressedInputStream(pa.PythonFile(buffered, mode="r"), "zstd")
         except Exception as exc:  # pragma: no cover - the codecs open lazily
             raise InputError(name, f"cannot open {codec} stream: {exc}") from exc
-        reader = Reader(_Guard(stream, name, codec), counter)
+        reader = InputStream(_Guard(stream, name, codec), counter)
     return reader
 
 
 class _Replay:
-    """File-like over a Reader, for decompressors that want `read`/`readinto`."""
+    """File-like over an InputStream, for decompressors that want `read`/`readinto`."""
 
-    def __init__(self, reader: Reader) -> None:
+    def __init__(self, reader: InputStream) -> None:
         self._r = reader
         self.closed = False
 

@@ -1,9 +1,9 @@
-"""Column buffers and atomic Parquet output.
+"""Parquet output: part files per table, and the output folder written atomically.
 
-Readers append values to per-column Python lists (dense columns) or set them by row index
-(sparse columns, mostly empty); `Buffer.take` turns each column into one Arrow array per batch.
-`Output` writes every table under a staging folder and moves the parts into place only when
-the whole run succeeded, so a failed run never leaves output that looks complete.
+`PartFiles` writes the batches a reader's column buffers (stream/buffers.py) hand it into
+part files per table. `OutputFolder` stages every table under a hidden folder and moves the
+parts into place only when the whole run succeeded, so a failed run never leaves output that
+looks complete.
 """
 from __future__ import annotations
 
@@ -13,165 +13,17 @@ import os
 import shutil
 import time
 import uuid
-from itertools import accumulate
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .atomic import write_atomic
 from .errors import AnnostreamError
 from .layout import MANIFEST
 from .tables import TABLES, Table
 
-DEFAULT_BATCH_ROWS = 65536
-COMPACT_ROWS = 4096  # rows per table held as Python objects before they become Arrow arrays
-BATCH_BYTES = 8 << 20  # a batch of wide rows (long texts, big values) is written earlier
 ROLL_GROUPS = 64  # row groups per part file (see PartWriter)
-
-
-def to_array(values: list, type_: pa.DataType) -> pa.Array:
-    """One Arrow array from Python values; a value that does not fit becomes null.
-
-    Only derived columns reach the slow path (their source stays whole in a JSON column), so
-    nulling a misfit loses nothing.
-    """
-    try:
-        return pa.array(values, type=type_)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError, ValueError):
-        fixed = []
-        for v in values:
-            try:
-                pa.array([v], type=type_)
-                fixed.append(v)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError, ValueError):
-                fixed.append(None)
-        return pa.array(fixed, type=type_)
-
-
-class Buffer:
-    """Rows of one table under construction, held as columns.
-
-    Row numbers (`n`, the keys readers set) count from the last `take`. Rows older than the
-    last `compact` are already Arrow arrays: Python objects (a dict entry per sparse cell costs
-    ~100 bytes) only exist for the newest rows, which keeps a batch of wide rows small.
-    """
-
-    def __init__(self, table: Table) -> None:
-        self.table = table
-        self.n = 0
-        self.base = 0  # rows before this are in self._done
-        self.done_bytes = 0
-        self._done: list[pa.Table] = []
-        self._dense: dict[str, list] = {}
-        self._sparse: dict[str, dict[int, Any]] = {}
-        self._runs: dict[str, list[tuple[int, int, list | None, Any]]] = {}
-        self._names = frozenset(table.names)
-
-    def col(self, name: str) -> list:
-        """The dense list of a column: append exactly one value per row."""
-        self._check(name)
-        return self._dense.setdefault(name, [])
-
-    def at(self, name: str) -> dict[int, Any]:
-        """The sparse map of a column: set `map[row] = value` for the rows that have one."""
-        self._check(name)
-        return self._sparse.setdefault(name, {})
-
-    def put(self, name: str, start: int, values: list) -> None:
-        """Values of rows start, start + 1, ... of a sparse column at once: a whole keyframe
-        sequence costs one list, not one dict entry per row."""
-        self._check(name)
-        self._runs.setdefault(name, []).append((start, len(values), values, None))
-
-    def fill(self, name: str, start: int, count: int, value: Any) -> None:
-        """`count` rows from `start` that all hold `value` (the task id of a keyframe
-        sequence, ...): kept as one run, expanded by Arrow rather than by Python."""
-        self._check(name)
-        self._runs.setdefault(name, []).append((start, count, None, value))
-
-    def _check(self, name: str) -> None:
-        if name not in self._names:
-            raise KeyError(f"{self.table.name} has no column {name!r}")
-
-    def mark(self) -> int:
-        return self.n
-
-    def rollback(self, n: int) -> None:
-        """Drop the rows appended since `mark()` returned n (a skipped bad task)."""
-        if n < self.base:
-            raise AssertionError("rollback past a compaction: compact only between tasks")
-        for lst in self._dense.values():
-            del lst[n - self.base:]
-        for d in self._sparse.values():
-            for k in [k for k in d if k >= n]:
-                del d[k]
-        for runs in self._runs.values():
-            runs[:] = [(s, min(k, n - s), v if v is None else v[: n - s], x)
-                       for s, k, v, x in runs if s < n]
-        self.n = n
-
-    def compact(self) -> None:
-        """Turn the rows since the last compaction into Arrow arrays (call between tasks)."""
-        if self.n > self.base:
-            self._done.append(self._window())
-            self.done_bytes += self._done[-1].nbytes
-            self.base = self.n
-
-    def take(self) -> pa.Table:
-        """The buffered rows as an Arrow table; the buffer is emptied in place."""
-        tables = self._done + [self._window()]
-        self._done, self.n, self.base, self.done_bytes = [], 0, 0, 0
-        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-
-    def _window(self) -> pa.Table:
-        """Rows base..n-1 as an Arrow table; their Python values are dropped."""
-        base, n, arrays = self.base, self.n - self.base, []
-        for c in self.table.columns:
-            if c.name in self._dense:
-                values = self._dense[c.name]
-                if len(values) != n:
-                    raise AssertionError(f"{self.table.name}.{c.name}: {len(values)} values "
-                                         f"for {n} rows")
-            elif self._sparse.get(c.name) or self._runs.get(c.name):
-                runs = self._runs.get(c.name, [])
-                if not self._sparse.get(c.name) and _constant_tiling(runs, base, self.n):
-                    ends = pa.array(list(accumulate(k for _, k, _, _ in runs)), pa.int32())
-                    consts = to_array([x for _, _, _, x in runs], c.type)
-                    runs_array = pa.RunEndEncodedArray.from_arrays(ends, consts)
-                    arrays.append(pc.run_end_decode(runs_array))
-                    continue
-                sparse = self._sparse.get(c.name, {})
-                if len(sparse) == n and not runs and list(sparse) == list(range(base, self.n)):
-                    values = list(sparse.values())  # every row set, in order: no Python loop
-                else:
-                    values = [None] * n
-                    for start, k, run, x in runs:
-                        values[start - base:start - base + k] = [x] * k if run is None else run
-                    for i, v in sparse.items():
-                        values[i - base] = v
-            else:
-                arrays.append(pa.nulls(n, c.type))
-                continue
-            arrays.append(to_array(values, c.type))
-        for lst in self._dense.values():
-            lst.clear()
-        for d in self._sparse.values():
-            d.clear()
-        for runs in self._runs.values():
-            runs.clear()
-        return pa.Table.from_arrays(arrays, schema=self.table.schema)
-
-
-def _constant_tiling(runs: list, first: int, end: int) -> bool:
-    """Runs of constants that cover rows first..end-1 in order, as keyframe sequences do."""
-    at = first
-    for start, k, run, _ in runs:
-        if run is not None or start != at:
-            return False
-        at += k
-    return at == end > first
 
 
 class PartWriter:
@@ -185,7 +37,7 @@ class PartWriter:
     """
 
     def __init__(self, stem: Path, table: Table) -> None:
-        self.stem, self.table = stem, table  # its folder exists (Output made it): a job still
+        self.stem, self.table = stem, table  # its folder exists (OutputFolder made it): a job still
         self.rows = self._groups = 0  # running after its run was aborted cannot write
         self.paths: list[Path] = []
         self._w = self._open()  # a table without rows still gets one (empty) file
@@ -209,43 +61,21 @@ class PartWriter:
         self._w.close()
 
 
-class Buffers:
-    """The five table buffers of one reader, flushed into part files per table."""
+class PartFiles:
+    """The part files of one writer (a job), one PartWriter per table: the sink of its
+    column buffers."""
 
-    def __init__(self, folder: Path, part: str, batch_rows: int = DEFAULT_BATCH_ROWS) -> None:
-        self.batch_rows = batch_rows
-        self.tables = {name: Buffer(t) for name, t in TABLES.items()}
+    def __init__(self, folder: Path, part: str) -> None:
         self.writers = {name: PartWriter(folder / name / f"part-{part}", t)
                         for name, t in TABLES.items()}
 
-    def __getitem__(self, name: str) -> Buffer:
-        return self.tables[name]
-
-    def columns(self, name: str) -> dict[str, dict[int, Any]]:
-        """Every column of a table as its sparse map: a reader sets `map[row] = value`."""
-        b = self.tables[name]
-        return {c: b.at(c) for c in b.table.names}
-
-    def mark(self) -> dict[str, int]:
-        return {name: b.n for name, b in self.tables.items()}
-
-    def rollback(self, marks: dict[str, int]) -> None:
-        for name, n in marks.items():
-            self.tables[name].rollback(n)
-
-    def maybe_flush(self) -> None:
-        """Between tasks: write full batches, turn the newest rows of the others into Arrow."""
-        for name, b in self.tables.items():
-            if b.n >= self.batch_rows or b.done_bytes >= BATCH_BYTES:
-                self.writers[name].write(b.take())
-            elif b.n - b.base >= COMPACT_ROWS:
-                b.compact()
+    def write(self, table: str, rows: pa.Table) -> None:
+        self.writers[table].write(rows)
 
     def close(self) -> dict[str, int]:
-        """Flush what is left and close the part files; returns rows written per table."""
-        for name, b in self.tables.items():
-            self.writers[name].write(b.take())
-            self.writers[name].close()
+        """Close the part files; returns rows written per table."""
+        for w in self.writers.values():
+            w.close()
         return {name: w.rows for name, w in self.writers.items()}
 
     def paths(self) -> list[Path]:
@@ -253,7 +83,7 @@ class Buffers:
         return [p for w in self.writers.values() for p in w.paths]
 
 
-class Output:
+class OutputFolder:
     """An output folder written atomically: staged under a hidden folder, moved in on commit.
 
     mode 'new' refuses a folder that already holds a conversion, 'overwrite' replaces it,
@@ -321,9 +151,8 @@ class Output:
                     os.replace(part, dest / part.name)
             else:
                 os.replace(staged, dest)
-        tmp = self.folder / f".{MANIFEST}.{self.run_id}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp, final_manifest)
+        write_atomic(final_manifest, (json.dumps(manifest, indent=2, ensure_ascii=False)
+                                      + "\n").encode())
         shutil.rmtree(self.stage, ignore_errors=True)
         os.close(self._lock)
 

@@ -242,7 +242,7 @@ def test_on_error_skip_converts_the_good_tasks(tmp_path, via):
     path.write_bytes(array(tasks))
     out = tmp_path / "out"
     if via == "api":
-        manifest = convert([str(path)], out, on_error="skip")
+        manifest = convert([str(path)], out, on_error="skip").manifest
     else:
         r = run_cli("convert", str(path), "-o", str(out), "--on-error", "skip")
         assert r.returncode == 0, r.stderr.decode()
@@ -358,7 +358,7 @@ def test_on_error_skip_is_the_same_when_an_array_is_split_across_workers(tmp_pat
     for workers in (1, 2):
         out = tmp_path / f"out{workers}"
         manifests.append(convert([str(path)], out, workers=workers, on_error="skip",
-                                 range_bytes=len(data) // 4))
+                                 range_bytes=len(data) // 4).manifest)
         tables.append(read_tables(out))
     assert all(tables[0][t].equals(tables[1][t]) for t in TABLES)
     assert [m["runs"][-1]["skipped_tasks"] for m in manifests] == [
@@ -401,7 +401,7 @@ def test_on_error_skip_skips_a_broken_per_task_file_of_a_folder(tmp_path):
     (folder / "c.json").write_text(json.dumps(dict(good[1], id=777)))
     with pytest.raises(InputError):
         convert([folder], tmp_path / "strict")
-    manifest = convert([folder], tmp_path / "out", on_error="skip")
+    manifest = convert([folder], tmp_path / "out", on_error="skip").manifest
     assert manifest["skipped_tasks"] == 1
     assert manifest["runs"][-1]["skipped_tasks"][0]["file"].endswith("b.json")
     ids = read_tables(tmp_path / "out")["tasks"].column("task_id").to_pylist()

@@ -486,7 +486,7 @@ def test_ingest_from_and_into_s3(s3, tmp_path, monkeypatch):
     assert [e["input"] for e in report.ingested] == [f"{src}2026-11-22.json"]
     assert len(report.skipped) == 2
     assert counts(stream.connect(lake), "latest") == expected_counts([task(3)])
-    assert lakemod.status(lake)["committed"] == 3
+    assert lakemod.status(lake).committed == 3
 
 
 def test_ingest_from_an_http_url_stores_no_credentials(tmp_path):

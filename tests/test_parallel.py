@@ -34,7 +34,8 @@ def both(tmp_path, inputs, **kwargs):
     """(sequential tables, parallel tables, parallel manifest) of the same inputs."""
     seq, par = tmp_path / "seq", tmp_path / "par"
     convert([str(i) for i in inputs], seq, workers=1, **kwargs)
-    manifest = convert([str(i) for i in inputs], par, workers=2, range_bytes=RANGE, **kwargs)
+    manifest = convert([str(i) for i in inputs], par, workers=2, range_bytes=RANGE,
+                       **kwargs).manifest
     return read_tables(seq), read_tables(par), manifest
 
 

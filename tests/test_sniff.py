@@ -11,7 +11,7 @@ from conftest import read_tables
 
 from stream import convert
 from stream.formats import sniff
-from stream.sources import Reader
+from stream.sources import InputStream
 
 NER = {
     "spans_first": [{"d1": [[0, 5]], "d2": []}, {"d1": "Hello world", "d2": "x"}],
@@ -33,7 +33,7 @@ NOT_NER = {
 
 
 def plan_of(obj) -> str:
-    plan = sniff(Reader(io.BytesIO(json.dumps(obj).encode())))
+    plan = sniff(InputStream(io.BytesIO(json.dumps(obj).encode())))
     return plan.platform
 
 

@@ -77,7 +77,7 @@ def test_many_skipped_tasks_are_counted_but_listed_only_up_to_the_limit(tmp_path
     path.write_text(json.dumps(tasks))
     bad = [i for i, t in enumerate(tasks) if "annotations" in t]
     manifest = convert([path], tmp_path / "out", on_error="skip", workers=workers,
-                       range_bytes=path.stat().st_size // 4)
+                       range_bytes=path.stat().st_size // 4).manifest
     run = manifest["runs"][-1]
     assert manifest["skipped_tasks"] == run["skipped_count"] == len(bad)
     assert [s["position"] for s in run["skipped_tasks"]] == bad[:SKIPPED_LISTED]

@@ -109,11 +109,11 @@ def test_overwrite_replaces_whole_tables(tmp_path):
 
 def test_a_second_run_on_the_same_folder_fails_clearly_while_the_first_writes(tmp_path):
     """Two appends at once would both read the same manifest and the last would win."""
-    from stream.writer import Output
+    from stream.writer import OutputFolder
 
     out = tmp_path / "out"
-    first = Output(out, "new")
+    first = OutputFolder(out, "new")
     with pytest.raises(AnnostreamError, match="another annostream run"):
-        Output(out, "append")
+        OutputFolder(out, "append")
     first.abort()
-    Output(out, "new").abort()  # free again once the first run ended
+    OutputFolder(out, "new").abort()  # free again once the first run ended

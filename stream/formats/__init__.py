@@ -1,9 +1,9 @@
 """Format detection and the shared read loop: one input stream into table rows.
 
 The shape of an input is decided from its first bytes (after decompression), never from its
-name. Each platform module supplies a reader class with `add(obj, file, position, container)`
-that turns one parsed task or item into rows; the loop here owns parsing, positions, byte
-offsets, error reporting and `--on-error skip`.
+name. Each platform module supplies a reader class (the FormatReader protocol of reader.py:
+`add(obj, file, position, container)` turns one parsed task or item into rows); the loop
+here owns parsing, positions, byte offsets, error reporting and `--on-error skip`.
 """
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ from typing import Any
 
 import ijson
 
+from ..buffers import TableBuffers
 from ..elements import ArrayItems
 from ..errors import InputError, TaskError
-from ..sources import Reader, Source, decompressed
-from ..writer import Buffers
+from ..sources import InputStream, Source, decompressed
 from .dataloop import Dataloop, read_elements
 from .labelstudio import LabelStudio
 from .ner import read_ner
+from .reader import FormatReader, ReaderFactory
 
 log = logging.getLogger("annostream")
 
@@ -139,7 +140,7 @@ def _texts_follow(head: bytes) -> bool:
     return True
 
 
-def sniff(reader: Reader) -> Plan | None:
+def sniff(reader: InputStream) -> Plan | None:
     """The plan for an input, from its first bytes; None when it is not JSON at all."""
     head = reader.peek(PEEK)
     if head.startswith(BOM):
@@ -172,18 +173,18 @@ def sniff(reader: Reader) -> Plan | None:
     return None
 
 
-PLATFORMS: dict[str, Callable[[Buffers], object]] = {"labelstudio": LabelStudio,
-                                                     "dataloop": Dataloop}
+PLATFORMS: dict[str, ReaderFactory] = {"labelstudio": LabelStudio, "dataloop": Dataloop}
 
 
 class Readers:
-    """One reader object per platform, made on first use, all writing into `out`."""
+    """One reader object per platform (the reader seam, formats/reader.py), made on first
+    use, all writing into `out`."""
 
-    def __init__(self, out: Buffers) -> None:
+    def __init__(self, out: TableBuffers) -> None:
         self.out = out
-        self._made: dict[str, object] = {}
+        self._made: dict[str, FormatReader] = {}
 
-    def get(self, platform: str, name: str) -> Any:
+    def get(self, platform: str, name: str) -> FormatReader:
         if platform not in self._made:
             if platform not in PLATFORMS:
                 raise InputError(name, f"{platform} input is not supported yet")

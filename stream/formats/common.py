@@ -153,6 +153,25 @@ def child_list(obj: dict, key: str, cols: dict, i: int, extra: dict) -> list | N
     return None
 
 
+# The link columns of a child row, in the order `set_link` takes them: its task's, then (for
+# result, relation and keyframe rows) its annotation's (stream/tables.py explains the link).
+TASK_LINK = ("source", "task_id", "file", "task_position", "kind")
+ANNOTATION_LINK = TASK_LINK + ("annotation_id", "annotation_position")
+
+
+def set_link(c: dict, i: int, link: tuple) -> None:
+    """Row i's link columns from `link`: the TASK_LINK values of an annotations row, the
+    ANNOTATION_LINK values of a result, relation or keyframe row (unrolled: per row)."""
+    c["source"][i] = link[0]
+    c["task_id"][i] = link[1]
+    c["file"][i] = link[2]
+    c["task_position"][i] = link[3]
+    c["kind"][i] = link[4]
+    if len(link) > 5:
+        c["annotation_id"][i] = link[5]
+        c["annotation_position"][i] = link[6]
+
+
 def fill_ts(obj: dict, key: str, col: dict, i: int, extra: dict, digits: int) -> None:
     """A timestamp key into its column (see `ts_fit`); an unusual spelling stays in `extra`."""
     if key in obj:

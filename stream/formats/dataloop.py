@@ -82,9 +82,9 @@ from typing import Any
 
 import ijson
 
+from ..buffers import TableBuffers
 from ..errors import AnnostreamError, InputError, TaskError
-from ..sources import Reader
-from ..writer import Buffers
+from ..sources import InputStream
 from .common import (
     ABSENT,
     BOOL,
@@ -106,6 +106,7 @@ from .common import (
     restore_plain,
     restore_times,
     row_extra,
+    set_link,
 )
 
 SOURCE = "dataloop"
@@ -221,16 +222,16 @@ class Dataloop:
 
     source = SOURCE
 
-    def __init__(self, out: Buffers) -> None:
+    def __init__(self, out: TableBuffers) -> None:
         self.out = out
-        self.t, self.a = out["tasks"], out["annotations"]
-        self.r, self.k = out["results"], out["keyframes"]
+        self.tasks, self.annotations = out["tasks"], out["annotations"]
+        self.results, self.keyframes = out["results"], out["keyframes"]
         self.tcols = out.columns("tasks")
         self.acols = out.columns("annotations")
         self.rcols = out.columns("results")
         self.kcols = out.columns("keyframes")
         self.file, self.position = "", 0  # the item being added: its child rows' link
-        self.apos = 0  # the annotation being added: its result and keyframe rows' link
+        self.link: tuple = ()  # the annotation being added: ANNOTATION_LINK of its rows
 
     def add(self, obj: Any, file: str, position: int, container: str) -> None:
         """One item (or, for container 'elements', one `(element, document meta)` pair)."""
@@ -246,7 +247,7 @@ class Dataloop:
 
     # -- items ------------------------------------------------------------------------------
     def _item(self, item: dict, file: str, position: int, container: str) -> None:
-        c, i = self.tcols, self.t.n
+        c, i = self.tcols, self.tasks.n
         extra = extra_of(item, ITEM_KNOWN)
         task_id = _id(item, c["task_id"], i, extra, f"~{file}#{position}")
         if "datasetId" in item:
@@ -286,7 +287,7 @@ class Dataloop:
             c["duration"][i] = system["duration"]
         annotations = child_list(item, "annotations", c, i, extra)
         c["extra"][i] = dumps(extra) if extra else "{}"
-        self.t.n += 1
+        self.tasks.n += 1
         if annotations is not None:
             video = mimetype.startswith("video/")
             timed = video or mimetype.startswith("audio/")
@@ -296,7 +297,7 @@ class Dataloop:
     def _element(self, el: Any, meta: str, file: str, position: int) -> None:
         if type(el) is not dict:
             raise TaskError(f"element {position} is {jtype(el)}, expected an object")
-        c, i = self.tcols, self.t.n
+        c, i = self.tcols, self.tasks.n
         c["source"][i] = SOURCE
         c["task_id"][i] = f"~{file}#{position}"
         c["position"][i] = position
@@ -307,22 +308,19 @@ class Dataloop:
         c["meta"][i] = meta
         c["list_keys"][i] = []
         c["extra"][i] = "{}"
-        self.t.n += 1
+        self.tasks.n += 1
 
     # -- annotations: one annotations row and one results row each -----------------------------
     def _annotation(self, ann: Any, task_id: str, p: int, video: bool, timed: bool,
                     fps: float | None) -> None:
         if type(ann) is not dict:
             raise TaskError(f"annotation {p} is {jtype(ann)}, expected an object")
-        c, i = self.acols, self.a.n
+        c, i = self.acols, self.annotations.n
         extra = extra_of(ann, ANNOTATION_KNOWN)
         aid = _id(ann, c["annotation_id"], i, extra, f"~{task_id}/a{p}")
-        c["source"][i] = SOURCE
-        c["task_id"][i] = task_id
-        c["file"][i], c["task_position"][i] = self.file, self.position
-        c["kind"][i] = "annotation"
+        set_link(c, i, (SOURCE, task_id, self.file, self.position, "annotation"))
         c["position"][i] = p
-        self.apos = p
+        self.link = (SOURCE, task_id, self.file, self.position, "annotation", aid, p)
         c["form"][i] = "object"
         fill_plain(ann, ANNOTATION_PLAIN, c, i, extra)
         creator = c["completed_by"].get(i)
@@ -337,12 +335,12 @@ class Dataloop:
             c["automated"][i] = system["automated"]
         c["list_keys"][i] = []
         c["extra"][i] = dumps(extra) if extra else "{}"
-        self.a.n += 1
+        self.annotations.n += 1
         self._result(ann, task_id, aid, system, video, timed, fps)
 
     def _result(self, ann: dict, task_id: str, aid: str, system: dict, video: bool,
                 timed: bool, fps: float | None) -> None:
-        c, i = self.rcols, self.r.n
+        c, i = self.rcols, self.results.n
         extra = {k: ann[k] for k in RESULT_KEYS if k in ann}
         typ = ann.get("type")
         if type(typ) is str:
@@ -357,7 +355,8 @@ class Dataloop:
             extra["label"] = label
         oid, _ = id_fit(system.get("objectId"), False)
         rid = oid if oid is not None else aid
-        self._link(c, i, task_id, aid, rid)
+        set_link(c, i, self.link)
+        c["region_id"][i] = rid
         c["position"][i] = 0
         if type(system.get("parentId")) is str:
             c["parent_id"][i] = system["parentId"]
@@ -389,27 +388,18 @@ class Dataloop:
             extra["metadata"] = {**ann["metadata"], "system": {
                 k: v for k, v in system.items() if k != "snapshots_"}}
         c["extra"][i] = dumps(extra) if extra else "{}"
-        self.r.n += 1
+        self.results.n += 1
         if type(snapshots) is list:
             self._keyframes(snapshots, ann, system, task_id, aid, rid, typ, fps, attributes)
-
-    def _link(self, c: dict, i: int, task_id: str, aid: str, rid: str) -> None:
-        """The columns tying a result or keyframe row to its item, annotation and region."""
-        c["source"][i] = SOURCE
-        c["task_id"][i] = task_id
-        c["file"][i], c["task_position"][i] = self.file, self.position
-        c["kind"][i] = "annotation"
-        c["annotation_id"][i] = aid
-        c["annotation_position"][i] = self.apos
-        c["region_id"][i] = rid
 
     # -- video tracks ---------------------------------------------------------------------------
     def _keyframes(self, snapshots: list, ann: dict, system: dict, task_id: str, aid: str,
                    rid: str, typ: Any, fps: float | None, attributes: Any) -> None:
         c = self.kcols
         for p in range(len(snapshots) + 1):
-            i = self.k.n
-            self._link(c, i, task_id, aid, rid)
+            i = self.keyframes.n
+            set_link(c, i, self.link)
+            c["region_id"][i] = rid
             c["result_position"][i] = 0
             c["position"][i] = p
             if p == 0:  # the start state lives in the annotation itself
@@ -439,7 +429,7 @@ class Dataloop:
                 c["extra"][i] = dumps(extra) if extra else "{}"
             if fps and type(frame) is int:
                 c["time"][i] = frame / fps
-            self.k.n += 1
+            self.keyframes.n += 1
 
 
 def _id(obj: dict, col: dict, i: int, extra: dict, synthetic: str) -> str:
@@ -458,7 +448,7 @@ def _id(obj: dict, col: dict, i: int, extra: dict, synthetic: str) -> str:
     return text
 
 
-def read_elements(reader: Reader, name: str) -> Iterator[tuple[dict, str]]:
+def read_elements(reader: InputStream, name: str) -> Iterator[tuple[dict, str]]:
     """Yield `(element, document meta JSON)` per element of a text-classification JSON."""
     doc: dict = {}
     elements = None

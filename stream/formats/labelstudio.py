@@ -11,10 +11,11 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import Any, overload
 
+from ..buffers import TableBuffers
 from ..errors import AnnostreamError, TaskError
-from ..writer import Buffers
 from .common import (
     ABSENT,
+    ANNOTATION_LINK,
     BOOL,
     EXACT_INT,
     INT,
@@ -38,6 +39,7 @@ from .common import (
     restore_plain,
     restore_times,
     row_extra,
+    set_link,
     str_list,
 )
 
@@ -93,17 +95,18 @@ class LabelStudio:
 
     source = SOURCE
 
-    def __init__(self, out: Buffers) -> None:
+    def __init__(self, out: TableBuffers) -> None:
         self.out = out
-        self.t, self.a, self.r = out["tasks"], out["annotations"], out["results"]
-        self.rel, self.k = out["relations"], out["keyframes"]
+        self.tasks, self.annotations = out["tasks"], out["annotations"]
+        self.results, self.relations, self.keyframes = (out["results"], out["relations"],
+                                                        out["keyframes"])
         self.tcols = out.columns("tasks")
         self.acols = out.columns("annotations")
         self.rcols = out.columns("results")
         self.relcols = out.columns("relations")
         self.kcols = out.columns("keyframes")
         self.file, self.position = "", 0  # the task being added: its child rows' link
-        self.apos = 0  # the annotation being added: its result rows' link
+        self.link: tuple = ()  # the annotation being added: its result rows' ANNOTATION_LINK
 
     # -- tasks ------------------------------------------------------------------------------
     def add(self, obj: Any, file: str, position: int, container: str) -> None:
@@ -121,7 +124,7 @@ class LabelStudio:
             self._task({"data": obj}, file, position, container, "flat")
 
     def _task(self, task: dict, file: str, position: int, container: str, form: str) -> str:
-        c, i = self.tcols, self.t.n
+        c, i = self.tcols, self.tasks.n
         extra = extra_of(task, TASK_KNOWN)
         task_id = self._id(task, "id", c["task_id"], i, extra,
                            lambda: f"~{file}#{position}", flag=form != "flat")
@@ -149,7 +152,7 @@ class LabelStudio:
                     raise TaskError(f"'{key}' is {jtype(task[key])}, expected a list")
         c["list_keys"][i] = lists
         c["extra"][i] = dumps(extra) if extra else "{}"
-        self.t.n += 1
+        self.tasks.n += 1
         both = "annotations" in lists and "completions" in lists  # one kind, two lists
         for key, kind in LISTS:
             if key in lists:
@@ -161,11 +164,8 @@ class LabelStudio:
     # -- annotations, predictions, drafts ---------------------------------------------------
     def _annotation(self, ann: Any, task_id: str, kind: str, position: int,
                     listed: str | None = None) -> None:
-        c, i = self.acols, self.a.n
-        c["source"][i] = SOURCE
-        c["task_id"][i] = task_id
-        c["file"][i], c["task_position"][i] = self.file, self.position
-        c["kind"][i] = kind
+        c, i = self.acols, self.annotations.n
+        set_link(c, i, (SOURCE, task_id, self.file, self.position, kind))
         c["position"][i] = position
         t = type(ann)
         if t is not dict:
@@ -180,7 +180,7 @@ class LabelStudio:
             if extra:
                 c["extra"][i] = dumps(extra)
             c["list_keys"][i] = []
-            self.a.n += 1
+            self.annotations.n += 1
             return
         extra = extra_of(ann, ANNOTATION_KNOWN)
         if listed:
@@ -207,9 +207,9 @@ class LabelStudio:
             extra.setdefault(ABSENT, []).append("was_cancelled")
         result = child_list(ann, "result", c, i, extra)
         c["extra"][i] = dumps(extra) if extra else "{}"
-        self.a.n += 1
+        self.annotations.n += 1
         if result is not None:
-            self.apos = position
+            self.link = (SOURCE, task_id, self.file, self.position, kind, aid, position)
             self._results(result, task_id, kind, aid)
 
     # -- result items -----------------------------------------------------------------------
@@ -222,16 +222,11 @@ class LabelStudio:
             if typ == "relation":
                 self._relation(r, task_id, kind, aid, p)
                 continue
-            i = self.r.n
+            i = self.results.n
             extra = extra_of(r, RESULT_KNOWN)
             rid = self._id(r, "id", c["region_id"], i, extra,
                            lambda: f"~{p}", int_default=False)  # noqa: B023 (called at once)
-            c["source"][i] = SOURCE
-            c["task_id"][i] = task_id
-            c["file"][i], c["task_position"][i] = self.file, self.position
-            c["kind"][i] = kind
-            c["annotation_id"][i] = aid
-            c["annotation_position"][i] = self.apos
+            set_link(c, i, self.link)
             c["position"][i] = p
             fill_plain(r, RESULT_PLAIN, c, i, extra)
             if "value" in r:
@@ -246,7 +241,7 @@ class LabelStudio:
                     self._value(v, typ, r, i)
                 c["value"][i] = dumps(v)
             c["extra"][i] = dumps(extra) if extra else "{}"
-            self.r.n += 1
+            self.results.n += 1
 
     def _value(self, v: dict, typ: str, r: dict, i: int) -> None:
         """Typed copies of the value's common parts; `value` itself stays whole."""
@@ -293,14 +288,9 @@ class LabelStudio:
             c["span_start"][i], c["span_end"][i] = s, e
 
     def _relation(self, r: dict, task_id: str, kind: str, aid: str, p: int) -> None:
-        c, i = self.relcols, self.rel.n
+        c, i = self.relcols, self.relations.n
         extra = extra_of(r, RELATION_KNOWN)
-        c["source"][i] = SOURCE
-        c["task_id"][i] = task_id
-        c["file"][i], c["task_position"][i] = self.file, self.position
-        c["kind"][i] = kind
-        c["annotation_id"][i] = aid
-        c["annotation_position"][i] = self.apos
+        set_link(c, i, self.link)
         c["position"][i] = p
         fill_plain(r, RELATION_PLAIN, c, i, extra)
         if "labels" in r:
@@ -310,7 +300,7 @@ class LabelStudio:
             else:
                 c["labels"][i] = labels
         c["extra"][i] = dumps(extra) if extra else "{}"
-        self.rel.n += 1
+        self.relations.n += 1
 
     def _keyframes(self, seq: list, v: dict, task_id: str, kind: str, aid: str, rid: str,
                    rpos: int, ri: int) -> None:
@@ -319,7 +309,7 @@ class LabelStudio:
         if set(map(type, seq)) != {dict}:
             p = next(p for p, kf in enumerate(seq) if type(kf) is not dict)
             raise TaskError(f"{kind} {aid}: keyframe {p} of region {rid} is {jtype(seq[p])}")
-        m, put, fill, i0 = len(seq), self.k.put, self.k.fill, self.k.n
+        m, put, fill, i0 = len(seq), self.keyframes.put, self.keyframes.fill, self.keyframes.n
         extras = None
         if not all(map(KEYFRAME_KNOWN.issuperset, seq)):
             extras = [extra_of(kf, KEYFRAME_KNOWN) for kf in seq]
@@ -351,17 +341,15 @@ class LabelStudio:
                         extras = extras or [{} for _ in seq]
                         extras[j][key] = None
             put(col, i0, vals)
-        for col, value in (("source", SOURCE), ("task_id", task_id), ("file", self.file),
-                           ("task_position", self.position), ("kind", kind),
-                           ("annotation_id", aid), ("annotation_position", self.apos),
-                           ("region_id", rid), ("result_position", rpos)):
+        for col, value in zip(ANNOTATION_LINK + ("region_id", "result_position"),
+                              self.link + (rid, rpos)):
             fill(col, i0, m, value)
         put("position", i0, list(range(m)))
         if extras is None:
             fill("extra", i0, m, "{}")
         else:
             put("extra", i0, [dumps(e) if e else "{}" for e in extras])
-        self.k.n += m
+        self.keyframes.n += m
         start = next((j for j, f in enumerate(frames) if type(f) is int), None)
         if start is not None:
             self.rcols["frame_start"][ri] = frames[start]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import ijson
 
 from ..errors import InputError
-from ..sources import Reader
+from ..sources import InputStream
 
 
 def _document(doc_id: str, spans: list | None, text: str | None) -> dict:
@@ -32,7 +32,7 @@ def _document(doc_id: str, spans: list | None, text: str | None) -> dict:
             "predictions": [] if spans is None else [{"result": results}]}
 
 
-def read_ner(reader: Reader, name: str) -> Iterator[dict]:
+def read_ner(reader: InputStream, name: str) -> Iterator[dict]:
     """Yield one task object per document, in the order of the texts object."""
     spans: dict[str, list] = {}
     for doc_id, value in ijson.kvitems(reader, "item", use_float=True):

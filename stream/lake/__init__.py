@@ -24,11 +24,12 @@ batches), `writing` (converting and publishing a batch, the commit), `reading` (
 from __future__ import annotations
 
 from .failpoints import KILL_ENV, PAUSE_ENV
-from .maintenance import parse_duration, status, vacuum
-from .planning import Batch, Report
+from .maintenance import LakeStatus, parse_duration, status, vacuum
+from .planning import Batch, IngestReport
 from .reading import LEDGER_SCHEMA, connect_lake, register
 from .storage import Lake, LakeBusy, redact
 from .writing import ingest
 
-__all__ = ["KILL_ENV", "LEDGER_SCHEMA", "PAUSE_ENV", "Batch", "Lake", "LakeBusy", "Report",
-           "connect_lake", "ingest", "parse_duration", "redact", "register", "status", "vacuum"]
+__all__ = ["KILL_ENV", "LEDGER_SCHEMA", "PAUSE_ENV", "Batch", "IngestReport", "Lake", "LakeBusy",
+           "LakeStatus", "connect_lake", "ingest", "parse_duration", "redact", "register",
+           "status", "vacuum"]

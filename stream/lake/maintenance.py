@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 
 from ..errors import AnnostreamError
@@ -23,24 +24,40 @@ from .storage import (
 )
 
 
-def status(uri: str | os.PathLike) -> dict:
+@dataclass(frozen=True)
+class LakeStatus:
+    """The lake at a glance (`annostream lake status`)."""
+
+    lake: str  # its URI, redacted
+    format: str  # 'parquet' or 'delta'
+    schema_versions: list[int]  # of its committed batches
+    tool_schema_version: int  # of this annostream
+    batches: list[dict]  # every ledger entry as a row of LEDGER_SCHEMA, committed or failed
+    committed: int
+    failed: int
+    rows: dict[str, int]  # per table, over the committed batches
+    live_batches: list[str]  # the batches `latest.*` reads
+    last_run: dict | None  # what the last ingest did
+
+
+def status(uri: str | os.PathLike) -> LakeStatus:
     """The lake at a glance: format, schema versions, batches (as ledger rows), last run."""
     with storage_errors(uri):
         return _status(Lake(uri))
 
 
-def _status(lk: Lake) -> dict:
+def _status(lk: Lake) -> LakeStatus:
     meta = lk.existing_meta()
     entries = lk.ledger()
     committed = committed_entries(entries)
-    return {"lake": redact(lk.uri), "format": meta["format"],
-            "schema_versions": sorted({e["schema_version"] for e in committed}),
-            "tool_schema_version": SCHEMA_VERSION,
-            "batches": [ledger_row(e) for e in entries],
-            "committed": len(committed), "failed": len(entries) - len(committed),
-            "rows": {t: sum((e.get("rows") or {}).get(t, 0) for e in committed) for t in TABLES},
-            "live_batches": sorted({b for _, _, b, _ in live_batches(committed)}),
-            "last_run": lk.read_json(LAST_RUN)}
+    return LakeStatus(
+        lake=redact(lk.uri), format=meta["format"],
+        schema_versions=sorted({e["schema_version"] for e in committed}),
+        tool_schema_version=SCHEMA_VERSION, batches=[ledger_row(e) for e in entries],
+        committed=len(committed), failed=len(entries) - len(committed),
+        rows={t: sum((e.get("rows") or {}).get(t, 0) for e in committed) for t in TABLES},
+        live_batches=sorted({b for _, _, b, _ in live_batches(committed)}),
+        last_run=lk.read_json(LAST_RUN))
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")

@@ -35,7 +35,7 @@ class Batch:
 
 
 @dataclass
-class Report:
+class IngestReport:
     """What one ingest run did, for the CLI and for schedulers calling the Python API."""
 
     lake: str
@@ -49,7 +49,7 @@ class Report:
 
 
 def plan_batches(args: list[str], snapshot: str, committed: list[dict], run_dir: Path,
-                 report: Report, say: Callable[[str], None]) -> list[Batch]:
+                 report: IngestReport, say: Callable[[str], None]) -> list[Batch]:
     """Which new content to ingest, grouped into batches; records what is skipped and why."""
     by_stat = {(f["name"], f["size"], f["mtime"]): e["batch"]
                for e in committed for f in e["files"]}

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from .._version import __version__
+from ..atomic import write_atomic
 from ..errors import AnnostreamError
 from ..layout import LAKE_JSON, LAKE_META
 from ..sql import literal
@@ -117,17 +118,7 @@ class Lake:
                 f.write(data)
             return
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        tmp = f"{target}.{uuid.uuid4().hex[:8]}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        dir_fd = os.open(os.path.dirname(target), os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(target, data, durable=True)
 
     def read_json(self, rel: str) -> dict | None:
         data = self.read_bytes(rel)

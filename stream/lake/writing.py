@@ -19,15 +19,16 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from .._version import __version__
+from ..buffers import DEFAULT_BATCH_ROWS
 from ..convert import convert
 from ..errors import AnnostreamError, InputError
 from ..layout import LAKE_JSON, MANIFEST
+from ..modes import LakeFormat, OnError, Snapshot, check
 from ..sql import literal
 from ..tables import SCHEMA_VERSION, TABLES
-from ..writer import DEFAULT_BATCH_ROWS
 from .failpoints import failpoint
 from .inputs import InputFile
-from .planning import Batch, Report, plan_batches
+from .planning import Batch, IngestReport, plan_batches
 from .storage import (
     LAST_RUN,
     META,
@@ -50,9 +51,9 @@ from .storage import (
 
 
 def ingest(inputs: Sequence[str | os.PathLike], lake: str | os.PathLike, *,
-           snapshot: str = "auto", format: str | None = None, on_error: str = "fail",
-           wait: float = 0.0, batch_rows: int | None = None, progress: bool = False,
-           echo: Callable[[str], None] | None = None) -> Report:
+           snapshot: Snapshot = "auto", format: LakeFormat | None = None,
+           on_error: OnError = "fail", wait: float = 0.0, batch_rows: int | None = None,
+           progress: bool = False, echo: Callable[[str], None] | None = None) -> IngestReport:
     """Add new inputs to the lake, each batch committed atomically; returns what was done.
 
     snapshot: 'auto' (a file holding a whole export is a full snapshot of its project; the
@@ -61,10 +62,9 @@ def ingest(inputs: Sequence[str | os.PathLike], lake: str | os.PathLike, *,
     snapshot). Inputs already in the ledger (same content) are skipped and reported.
     `echo` receives one line per batch (the CLI prints them unless --quiet).
     """
-    if snapshot not in ("auto", "partial", "full"):
-        raise ValueError(f"snapshot must be 'auto', 'partial' or 'full', not {snapshot!r}")
-    if format not in (None, "parquet", "delta"):
-        raise ValueError(f"format must be 'parquet' or 'delta', not {format!r}")
+    check("snapshot", snapshot, Snapshot)
+    if format is not None:
+        check("format", format, LakeFormat)
     say = echo or (lambda line: None)
     with storage_errors(lake):
         report = _ingest(inputs, Lake(lake), snapshot, format, on_error, wait, batch_rows,
@@ -74,10 +74,11 @@ def ingest(inputs: Sequence[str | os.PathLike], lake: str | os.PathLike, *,
     return report
 
 
-def _ingest(inputs: Sequence[str | os.PathLike], lk: Lake, snapshot: str, format: str | None,
-            on_error: str, wait: float, batch_rows: int | None, progress: bool,
-            say: Callable[[str], None]) -> Report:
-    report = Report(redact(lk.uri))
+def _ingest(inputs: Sequence[str | os.PathLike], lk: Lake, snapshot: Snapshot,
+            format: LakeFormat | None, on_error: OnError, wait: float,
+            batch_rows: int | None, progress: bool,
+            say: Callable[[str], None]) -> IngestReport:
+    report = IngestReport(redact(lk.uri))
     started = iso(now())
     with lk.lock(wait, "ingest"):
         recover(lk)
@@ -182,7 +183,7 @@ def _renames(files: list[InputFile]) -> list[tuple[str, str]]:
     return sorted(pairs, key=lambda p: -len(p[0]))
 
 
-def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: str,
+def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: OnError,
                   batch_rows: int | None, progress: bool) -> dict:
     started = iso(now())
     stage = run_dir / batch.id
@@ -193,7 +194,7 @@ def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: str
              "schema_version": SCHEMA_VERSION, "format": fmt, "tool_version": __version__,
              "started_at": started}
     try:
-        manifest = convert([f.local_path for f in batch.files], stage / "converted",
+        result = convert([f.local_path for f in batch.files], stage / "converted",
                            on_error=on_error, progress=progress,
                            batch_rows=batch_rows or DEFAULT_BATCH_ROWS)
     except InputError as exc:
@@ -201,8 +202,8 @@ def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: str
                      partitions=[], parts={})
         _commit(lk, entry)
         raise
-    entry["skipped_tasks"] = manifest["skipped_tasks"]
-    entry["rows"] = manifest["rows"]
+    entry["skipped_tasks"] = result.skipped_tasks
+    entry["rows"] = result.rows
     renames = _renames(batch.files)
     converted = stage / "converted"
     con = duckdb.connect()

@@ -34,12 +34,13 @@ import pyarrow.parquet as pq
 from ..errors import AnnostreamError
 from ..formats import dataloop, labelstudio
 from ..formats.common import TaskRows, load_cell
+from ..modes import ExportFormat, choices
 from ..query import connect_folder, sql_error
 from ..sql import literal
 from .containers import CONTAINERS, JsonArray, Staging
 from .walk import BATCH_ROWS, walk
 
-FORMATS = ("auto", "labelstudio", "dataloop")
+FORMATS = choices(ExportFormat)
 
 
 def _relative(file: str, prefix: str) -> str:
@@ -91,7 +92,7 @@ def _selected_rows(con: duckdb.DuckDBPyConnection, parts: list[str], pred: str,
 
 
 def export(folder: str | os.PathLike, output: str | os.PathLike, *, where: str | None = None,
-           files: Sequence[str] = (), fmt: str = "auto", as_predictions: bool = False,
+           files: Sequence[str] = (), fmt: ExportFormat = "auto", as_predictions: bool = False,
            model_version: str | None = None, batch_rows: int = BATCH_ROWS) -> ExportSummary:
     """Rebuild the exports held in the converted `folder`.
 

@@ -12,14 +12,15 @@ import csv
 import functools
 import os
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
+from .atomic import replacing
 from .errors import AnnostreamError
+from .sql import identifier, literal
 
 if TYPE_CHECKING:  # duckdb loads with the first printed row, not with every command
     import duckdb
@@ -87,15 +88,11 @@ def emit(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, fmt: str 
         raise sql_error(exc) from exc
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _text_select(view: duckdb.DuckDBPyRelation) -> str:
     """Each column as text: nested values as JSON, the rest in DuckDB's own text form."""
     cols = []
     for name, t in zip(view.columns, view.types):
-        q = _ident(name)
+        q = identifier(name)
         expr = (f"CAST(to_json({q}) AS VARCHAR)" if t.id in _NESTED
                 else q if t.id == "varchar" else f"CAST({q} AS VARCHAR)")
         cols.append(f"{expr} AS {q}")
@@ -193,11 +190,6 @@ def _copy(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyRelation, output:
                               f"use one of {', '.join(FILE_FORMATS)}")
     options, as_text = FILE_FORMATS[ext]
     select = _text_select(view) if as_text else f"SELECT * FROM {RESULT_VIEW}"
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    quoted = "'" + str(tmp).replace("'", "''") + "'"
-    try:
-        rows = con.execute(f"COPY ({select}) TO {quoted} ({options})").fetchone()
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp:
+        rows = con.execute(f"COPY ({select}) TO {literal(str(tmp))} ({options})").fetchone()
     return rows[0] if rows else 0
