@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -169,6 +170,12 @@ def _dask(address: str | None) -> Dask:
 
 
 def _ray(address: str | None) -> Ray:
+    host = urllib.parse.urlsplit(address if address and "://" in address
+                                 else f"//{address}").hostname
+    if host in ("127.0.0.1", "localhost") and "ray" not in sys.modules:
+        # a cluster on this machine's loopback: Ray would swap 127.0.0.1 for the machine's
+        # address (read when Ray is imported) unless told it is not clustering
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError:
@@ -176,7 +183,6 @@ def _ray(address: str | None) -> Ray:
     if not address:
         raise AnnostreamError("--executor ray needs the cluster's address: --address "
                               "auto|host:6379|ray://host:10001 or RAY_ADDRESS")
-    host = urllib.parse.urlsplit(address if "://" in address else f"//{address}").hostname
     kwargs: dict = {"log_to_driver": False, "configure_logging": False}
     if host in ("127.0.0.1", "localhost"):  # else Ray picks the machine's address for us
         kwargs["_node_ip_address"] = "127.0.0.1"

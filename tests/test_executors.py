@@ -1,0 +1,166 @@
+"""The same conversion on real clusters: a Dask scheduler with two worker processes and a
+one-node Ray cluster (2 CPUs), both on 127.0.0.1, started once per session (conftest.py).
+
+The expected side is always the single-worker conversion of the same input (`--workers 1`,
+in this process), with task positions checked against the json module.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import threading
+import time
+import zipfile
+
+import pytest
+
+from conftest import (ROOT, _wait_for, group_pids, listening_pids_not_on_loopback, read_tables,
+                      run_cli)
+from stream import convert
+from stream.errors import AnnostreamError
+from stream.tables import TABLES
+
+_spec = importlib.util.spec_from_file_location("generate_export", ROOT / "scripts" / "generate_export.py")
+gen = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gen)
+
+RANGE = 32_768  # bytes per range: a few hundred KB give a dozen ranges
+
+
+def assert_same(expected, got):
+    for t in TABLES:
+        assert got[t].num_rows == expected[t].num_rows, t
+        assert got[t].equals(expected[t]), f"{t} differs from --workers 1"
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    """A generated export and a zip of small per-task files, with their --workers 1 tables."""
+    d = tmp_path_factory.mktemp("inputs")
+    gen.generate(d / "export.json", 600_000, seed=21)
+    with zipfile.ZipFile(d / "tasks.zip", "w") as zf:
+        for k in range(40):
+            zf.writestr(f"t{k:02d}.json", json.dumps({"id": 10_000 + k, "data": {"k": k}}))
+    inputs = [str(d / "export.json"), str(d / "tasks.zip")]
+    convert(inputs, d / "expected", workers=1)
+    return inputs, read_tables(d / "expected")
+
+
+def part_count(out) -> int:
+    return len(list((out / "tasks").glob("*.parquet")))
+
+
+def test_dask_by_address_and_by_client_equals_one_worker(dask_cluster, export, tmp_path):
+    inputs, expected = export
+    convert(inputs, tmp_path / "a", executor="dask", address=dask_cluster.address,
+            range_bytes=RANGE)
+    assert part_count(tmp_path / "a") >= 6, "the export was not split into ranges"
+    assert_same(expected, read_tables(tmp_path / "a"))
+    with dask_cluster.client() as client:
+        manifest = convert(inputs, tmp_path / "b", executor=client, range_bytes=RANGE)
+        assert client.status == "running"  # the caller's client is left open
+    assert_same(expected, read_tables(tmp_path / "b"))
+    tasks = json.loads(open(inputs[0], "rb").read())
+    assert manifest["inputs"][0]["tasks"] == len(tasks) and manifest["inputs"][0]["files"] == 1
+    assert manifest["inputs"][1]["files"] == 40
+
+
+def test_dask_from_the_cli_with_relative_paths_and_the_env_address(dask_cluster, export,
+                                                                  tmp_path, monkeypatch):
+    """Workers run in other folders: the driver hands them absolute paths."""
+    inputs, expected = export
+    work = tmp_path / "cwd"
+    work.mkdir()
+    (work / "in.json").symlink_to(inputs[0])
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", dask_cluster.address)
+    done = run_cli("convert", "in.json", "-o", "out", "--executor", "dask", "-q", cwd=work)
+    assert done.returncode == 0, done.stderr.decode()
+    got = read_tables(work / "out")
+    assert got["tasks"]["file"].to_pylist() == ["in.json"] * got["tasks"].num_rows
+    n = json.loads((work / "out" / "_manifest.json").read_text())["rows"]["tasks"]
+    assert n == len(json.loads(open(inputs[0], "rb").read()))
+
+
+def test_dask_without_an_address_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    src = tmp_path / "a.json"
+    src.write_text('[{"id": 1, "data": {}}]')
+    done = run_cli("convert", str(src), "-o", str(tmp_path / "out"), "--executor", "dask")
+    assert done.returncode == 1
+    assert done.stderr.decode().strip().splitlines() == [
+        "error: --executor dask needs the scheduler's address: --address tcp://host:8786 or "
+        "DASK_SCHEDULER_ADDRESS"]
+    assert not (tmp_path / "out" / "_manifest.json").exists()
+
+
+def test_ray_by_address_and_by_context_equals_one_worker(ray_cluster, export, tmp_path):
+    import ray
+
+    inputs, expected = export
+    convert(inputs, tmp_path / "a", executor="ray", address=ray_cluster.address,
+            range_bytes=RANGE)
+    assert part_count(tmp_path / "a") >= 6
+    assert_same(expected, read_tables(tmp_path / "a"))
+    assert not ray.is_initialized()  # the connection convert opened is closed again
+    ctx = ray.init(address=ray_cluster.address, _node_ip_address="127.0.0.1",
+                   log_to_driver=False)
+    try:
+        convert(inputs, tmp_path / "b", executor=ctx, range_bytes=RANGE)
+        # every Ray process, this driver's too, listens on loopback only
+        pids = group_pids(ray_cluster.head.pid) | {os.getpid()}
+        assert listening_pids_not_on_loopback(pids) == []
+    finally:
+        ray.shutdown()
+    assert_same(expected, read_tables(tmp_path / "b"))
+
+
+def test_the_clusters_listen_on_loopback_only(dask_cluster, ray_cluster):
+    pids = group_pids(ray_cluster.head.pid) | group_pids(dask_cluster.scheduler.pid)
+    for w in dask_cluster.workers:
+        pids |= group_pids(w.pid)
+    assert len(pids) >= 5
+    assert listening_pids_not_on_loopback(pids) == []
+
+
+def test_a_dask_worker_killed_mid_job(dask_cluster, tmp_path):
+    """SIGKILL one worker process as soon as the first part file appears: the scheduler
+    reruns its jobs on the other worker (or the run fails cleanly); nothing partial is ever
+    visible, the dead attempt's files are dropped, a rerun commits once."""
+    path = tmp_path / "export.json"
+    gen.generate(path, 6_000_000, seed=22)
+    convert([path], tmp_path / "expected", workers=1)
+    expected = read_tables(tmp_path / "expected")
+    with dask_cluster.client() as client:
+        victim = next(iter(client.run(os.getpid).values()))
+    out = tmp_path / "out"
+    killed = threading.Event()
+
+    def kill_when_parts_appear() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if list(out.glob(".annostream-tmp-*/tasks/*.parquet")):
+                os.kill(victim, signal.SIGKILL)
+                killed.set()
+                return
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_when_parts_appear)
+    killer.start()
+    try:
+        convert([path], out, executor="dask", address=dask_cluster.address,
+                range_bytes=256 << 10)
+    except AnnostreamError:  # failed cleanly: nothing visible, the rerun converts it all
+        assert not (out / "_manifest.json").exists() and not list(out.glob("*/*.parquet"))
+        convert([path], out, executor="dask", address=dask_cluster.address)
+    finally:
+        killer.join()
+    assert killed.is_set()
+    assert_same(expected, read_tables(out))
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert len(manifest["runs"]) == 1
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    with dask_cluster.client() as client:  # the nanny brought the worker back
+        _wait_for(lambda: len(client.nthreads()) == 2, "the restarted worker",
+                  tmp_path / "none.log")
