@@ -6,7 +6,6 @@ in this process), with task positions checked against the json module.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -16,15 +15,12 @@ import zipfile
 
 import pytest
 
-from conftest import (ROOT, _wait_for, group_pids, listening_pids_not_on_loopback, read_tables,
-                      run_cli)
+from conftest import clusters, load_script, read_tables, run_cli
 from stream import convert
 from stream.errors import AnnostreamError
 from stream.tables import TABLES
 
-_spec = importlib.util.spec_from_file_location("generate_export", ROOT / "scripts" / "generate_export.py")
-gen = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gen)
+gen = load_script("generate_export")
 
 RANGE = 32_768  # bytes per range: a few hundred KB give a dozen ranges
 
@@ -53,12 +49,14 @@ def part_count(out) -> int:
 
 
 def test_dask_by_address_and_by_client_equals_one_worker(dask_cluster, export, tmp_path):
+    from distributed import Client
+
     inputs, expected = export
     convert(inputs, tmp_path / "a", executor="dask", address=dask_cluster.address,
             range_bytes=RANGE)
     assert part_count(tmp_path / "a") >= 6, "the export was not split into ranges"
     assert_same(expected, read_tables(tmp_path / "a"))
-    with dask_cluster.client() as client:
+    with Client(dask_cluster.address, set_as_default=False) as client:
         manifest = convert(inputs, tmp_path / "b", executor=client, range_bytes=RANGE)
         assert client.status == "running"  # the caller's client is left open
     assert_same(expected, read_tables(tmp_path / "b"))
@@ -109,30 +107,30 @@ def test_ray_by_address_and_by_context_equals_one_worker(ray_cluster, export, tm
     try:
         convert(inputs, tmp_path / "b", executor=ctx, range_bytes=RANGE)
         # every Ray process, this driver's too, listens on loopback only
-        pids = group_pids(ray_cluster.head.pid) | {os.getpid()}
-        assert listening_pids_not_on_loopback(pids) == []
+        pids = ray_cluster.group_pids() | {os.getpid()}
+        assert clusters.not_on_loopback(pids) == []
     finally:
         ray.shutdown()
     assert_same(expected, read_tables(tmp_path / "b"))
 
 
 def test_the_clusters_listen_on_loopback_only(dask_cluster, ray_cluster):
-    pids = group_pids(ray_cluster.head.pid) | group_pids(dask_cluster.scheduler.pid)
-    for w in dask_cluster.workers:
-        pids |= group_pids(w.pid)
+    pids = ray_cluster.group_pids() | dask_cluster.group_pids()
     assert len(pids) >= 5
-    assert listening_pids_not_on_loopback(pids) == []
+    assert clusters.not_on_loopback(pids) == []
 
 
 def test_a_dask_worker_killed_mid_job(dask_cluster, tmp_path):
     """SIGKILL one worker process as soon as the first part file appears: the scheduler
     reruns its jobs on the other worker (or the run fails cleanly); nothing partial is ever
     visible, the dead attempt's files are dropped, a rerun commits once."""
+    from distributed import Client
+
     path = tmp_path / "export.json"
     gen.generate(path, 6_000_000, seed=22)
     convert([path], tmp_path / "expected", workers=1)
     expected = read_tables(tmp_path / "expected")
-    with dask_cluster.client() as client:
+    with Client(dask_cluster.address, set_as_default=False) as client:
         victim = next(iter(client.run(os.getpid).values()))
     out = tmp_path / "out"
     killed = threading.Event()
@@ -161,6 +159,5 @@ def test_a_dask_worker_killed_mid_job(dask_cluster, tmp_path):
     manifest = json.loads((out / "_manifest.json").read_text())
     assert len(manifest["runs"]) == 1
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
-    with dask_cluster.client() as client:  # the nanny brought the worker back
-        _wait_for(lambda: len(client.nthreads()) == 2, "the restarted worker",
-                  tmp_path / "none.log")
+    with Client(dask_cluster.address, set_as_default=False) as client:
+        clusters.wait_for(lambda: len(client.nthreads()) == 2, "the restarted worker")

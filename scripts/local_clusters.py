@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Real Dask and Ray clusters on this machine's loopback, for the tests and the benchmarks.
+
+Each service runs in its own session, so its pid is its process group, which holds every
+process it starts (Dask's nanny and worker, Ray's GCS, raylet and workers): it is stopped by
+that id alone, never by name (`ray stop` would stop every Ray cluster on the machine).
+Every port is pinned to 127.0.0.1; `not_on_loopback` checks it with `ss`.
+
+    python scripts/local_clusters.py   # start both, print their addresses, stop on Enter
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+# Ray reads these when it is imported (in every process of a cluster and in a driver): no
+# usage stats, and keep 127.0.0.1 as the node's address (Ray otherwise swaps it for the
+# machine's address, and listens there).
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Cluster:
+    """A running cluster: its address and the process groups that make it up."""
+
+    address: str
+    procs: list[subprocess.Popen]
+    log: Path
+    temp: Path | None = None
+    grace: float = 10.0
+    pids: set[int] = field(default_factory=set)
+
+    def group_pids(self) -> set[int]:
+        """Every process of the cluster now (the members of its process groups)."""
+        out = subprocess.run(["ps", "-eo", "pid=,pgid="], capture_output=True, text=True).stdout
+        leaders = {p.pid for p in self.procs}
+        return {int(p) for p, g in (line.split() for line in out.splitlines())
+                if int(g) in leaders}
+
+    def stop(self) -> None:
+        """SIGTERM to each group, then SIGKILL to what is left of it after `grace` seconds."""
+        for p in self.procs[::-1]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        for p in self.procs[::-1]:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        if self.temp is not None:
+            shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def _start(args: list[str], log: Path, env: dict) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, stdin=subprocess.DEVNULL)
+
+
+def wait_for(check, what: str, log: Path | None = None, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.2)
+    tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
+    raise RuntimeError(f"{what} did not start in {timeout:g}s\n{tail}")
+
+
+def start_dask(folder: Path, workers: int = 2) -> Cluster:
+    """A distributed scheduler and `workers` worker processes (one thread each), TCP on
+    127.0.0.1, dashboards off (their HTTP servers pinned to loopback too)."""
+    from distributed import Client
+
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "dask.log"
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = dict(os.environ)
+    procs = [_start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                     "--no-dashboard", "--dashboard-address", "127.0.0.1:0", "--no-show"],
+                    log, env)]
+    cluster = Cluster(address, procs, log)
+    try:
+        for i in range(workers):
+            procs.append(_start([str(BIN / "dask"), "worker", address, "--host", "127.0.0.1",
+                                 "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
+                                 "--dashboard-address", "127.0.0.1:0", "--name", f"w{i}",
+                                 "--local-directory", str(folder / f"w{i}")], log, env))
+        with Client(address, timeout=60, set_as_default=False) as client:
+            wait_for(lambda: len(client.nthreads()) == workers, "the Dask cluster", log)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def start_ray(folder: Path, cpus: int = 2) -> Cluster:
+    """A one-node Ray cluster with `cpus` CPUs on 127.0.0.1: every port pinned, no dashboard,
+    no usage stats."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "ray.log"
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths
+    ports = [free_port() for _ in range(7)]
+    base = 20000 + os.getpid() % 20000  # worker ports: Ray takes 10002-19999 otherwise
+    env = dict(os.environ, **RAY_ENV)
+    head = _start([str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address",
+                   "127.0.0.1", "--port", str(ports[0]), "--num-cpus", str(cpus),
+                   "--include-dashboard", "false", "--dashboard-host", "127.0.0.1",
+                   "--disable-usage-stats", "--temp-dir", str(temp),
+                   "--node-manager-port", str(ports[1]), "--object-manager-port", str(ports[2]),
+                   "--dashboard-agent-listen-port", str(ports[3]),
+                   "--dashboard-agent-grpc-port", str(ports[4]),
+                   "--runtime-env-agent-port", str(ports[5]),
+                   "--metrics-export-port", str(ports[6]),
+                   "--min-worker-port", str(base), "--max-worker-port", str(base + 60),
+                   "--object-store-memory", str(200 << 20)], log, env)
+    # its leader waits long on a GCS that is gone when stopped: little grace
+    cluster = Cluster(f"127.0.0.1:{ports[0]}", [head], log, temp, grace=3.0)
+    try:
+        wait_for(lambda: "--block" in log.read_text() or head.poll() is not None,
+                 "the Ray cluster", log)
+        if head.poll() is not None:
+            raise RuntimeError(f"ray start failed:\n{log.read_text()[-3000:]}")
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def not_on_loopback(pids: set[int]) -> list[str]:
+    """`ss` lines of sockets the given processes listen on at a non-loopback address."""
+    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout
+    bad = []
+    for line in out.splitlines():
+        host = line.split()[3].rsplit(":", 1)[0].strip("[]")
+        if host not in ("127.0.0.1", "::ffff:127.0.0.1", "::1") and any(
+                f"pid={pid}," in line for pid in pids):
+            bad.append(line)
+    return bad
+
+
+if __name__ == "__main__":
+    os.environ.update(RAY_ENV)
+    root = Path(tempfile.mkdtemp(prefix="annostream-clusters-"))
+    dask, ray = start_dask(root), start_ray(root)
+    try:
+        print(f"DASK_SCHEDULER_ADDRESS={dask.address}\nRAY_ADDRESS={ray.address}")
+        input("Enter stops both clusters ")
+    finally:
+        dask.stop()
+        ray.stop()
