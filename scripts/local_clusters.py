@@ -29,10 +29,13 @@ BIN = Path(sys.executable).parent
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports on 127.0.0.1 (held open together while picked)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
 
 
 @dataclass
@@ -93,7 +96,7 @@ def start_dask(folder: Path, workers: int = 2) -> Cluster:
 
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "dask.log"
-    port = free_port()
+    port, = free_ports(1)
     address = f"tcp://127.0.0.1:{port}"
     env = dict(os.environ)
     procs = [_start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
@@ -120,8 +123,10 @@ def start_ray(folder: Path, cpus: int = 2) -> Cluster:
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "ray.log"
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths
-    ports = [free_port() for _ in range(7)]
-    base = 20000 + os.getpid() % 20000  # worker ports: Ray takes 10002-19999 otherwise
+    ports = free_ports(7)
+    # worker ports: below the kernel's ephemeral range (where free_port picks) and above
+    # Ray's default 10002-19999 (another cluster on the machine may use those)
+    base = 20000 + (os.getpid() % 150) * 64
     env = dict(os.environ, **RAY_ENV)
     head = _start([str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address",
                    "127.0.0.1", "--port", str(ports[0]), "--num-cpus", str(cpus),

@@ -85,11 +85,14 @@ class Dask(Executor):
 
     def map(self, fn: Callable, items: Iterable) -> Iterator:
         futures = self.client.map(fn, list(items), pure=False)
+        done = 0
         try:
             for f in futures:
                 yield f.result()
+                done += 1
         finally:  # a failed job ends the run: the others need not go on
-            self.client.cancel(futures)
+            if done < len(futures):
+                self.client.cancel(futures[done:])
 
     def close(self) -> None:
         if self._own:
@@ -110,11 +113,13 @@ class Ray(Executor):
     def map(self, fn: Callable, items: Iterable) -> Iterator:
         remote = self.ray.remote(fn).options(max_retries=RETRIES, num_cpus=1)
         refs = [remote.remote(item) for item in items]
+        done = 0
         try:
             for ref in refs:
                 yield self.ray.get(ref)
-        finally:
-            for ref in refs:
+                done += 1
+        finally:  # only tasks not finished (cancelling a finished one upsets Ray)
+            for ref in refs[done:]:
                 self.ray.cancel(ref)
 
     def close(self) -> None:
