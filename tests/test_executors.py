@@ -14,8 +14,8 @@ import time
 import zipfile
 
 import pytest
-
 from conftest import clusters, load_script, read_tables, run_cli
+
 from stream import convert
 from stream.errors import AnnostreamError
 from stream.tables import TABLES
