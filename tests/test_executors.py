@@ -57,7 +57,7 @@ def test_dask_by_address_and_by_client_equals_one_worker(dask_cluster, export, t
     assert part_count(tmp_path / "a") >= 6, "the export was not split into ranges"
     assert_same(expected, read_tables(tmp_path / "a"))
     with Client(dask_cluster.address, set_as_default=False) as client:
-        manifest = convert(inputs, tmp_path / "b", executor=client, range_bytes=RANGE)
+        manifest = convert(inputs, tmp_path / "b", executor=client, range_bytes=RANGE).manifest
         assert client.status == "running"  # the caller's client is left open
     assert_same(expected, read_tables(tmp_path / "b"))
     tasks = json.loads(open(inputs[0], "rb").read())
