@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+CORE_STAMP := $(VENV)/.core-stamp
+CORE_SRC := $(wildcard core/src/*.rs) core/Cargo.toml core/Cargo.lock core/pyproject.toml
 
 .PHONY: demo test lint bench clean
 
@@ -13,7 +15,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dev,dask,ray]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The compiled core (core/, Rust): rebuilt only when its sources change (cargo keeps
+# core/target between builds). Without a Rust toolchain the pure-Python engine runs.
+$(CORE_STAMP): $(STAMP) $(CORE_SRC)
+	@if command -v cargo >/dev/null; then \
+		CARGO_BUILD_JOBS=$${CARGO_BUILD_JOBS:-2} $(BIN)/python -m pip install --quiet ./core; \
+	else echo "no Rust toolchain (cargo): the pure-Python engine converts"; fi
+	touch $(CORE_STAMP)
+
+demo: $(STAMP) $(CORE_STAMP)
 	rm -rf demo_out
 	$(BIN)/annostream convert sample_data/ -o demo_out/
 	$(BIN)/annostream tables demo_out/ --format table
@@ -23,8 +33,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check stream tests scripts
 	$(BIN)/mypy
 
-test: $(STAMP)
+test: $(STAMP) $(CORE_STAMP)
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) demo_out .pytest_cache core/target

@@ -112,6 +112,15 @@ class Buffer:
             self.done_bytes += self._done[-1].nbytes
             self.base = self.n
 
+    def extend(self, t: pa.Table) -> None:
+        """Rows already built as Arrow (by the compiled core), after the buffered ones."""
+        if t.num_rows:
+            self.compact()
+            self._done.append(t)
+            self.done_bytes += t.nbytes
+            self.n += t.num_rows
+            self.base = self.n
+
     def take(self) -> pa.Table:
         """The buffered rows as an Arrow table; the buffer is emptied in place."""
         tables = self._done + [self._window()]
@@ -185,6 +194,11 @@ class TableBuffers:
         b = self.tables[name]
         return {c: b.at(c) for c in b.table.names}
 
+    def extend(self, tables: dict[str, pa.Table]) -> None:
+        """Whole tasks' rows built elsewhere (the compiled core), one table per table."""
+        for name, t in tables.items():
+            self.tables[name].extend(t)
+
     def mark(self) -> dict[str, int]:
         return {name: b.n for name, b in self.tables.items()}
 
@@ -197,7 +211,7 @@ class TableBuffers:
         for name, b in self.tables.items():
             if self.sink is not None and (b.n >= self.batch_rows
                                           or b.done_bytes >= BATCH_BYTES):
-                self.sink(name, b.take())
+                self._emit(name, b.take())
             elif b.n - b.base >= COMPACT_ROWS:
                 b.compact()
 
@@ -205,7 +219,18 @@ class TableBuffers:
         """Every buffered row to the sink (the end of a job)."""
         if self.sink is not None:
             for name, b in self.tables.items():
-                self.sink(name, b.take())
+                self._emit(name, b.take())
+
+    def _emit(self, name: str, t: pa.Table) -> None:
+        """Batches of about `batch_rows` rows, also from a run of many tasks that came whole
+        from the compiled core."""
+        assert self.sink is not None
+        step = self.batch_rows
+        if t.num_rows < 2 * step:
+            self.sink(name, t)
+        else:
+            for at in range(0, t.num_rows, step):
+                self.sink(name, t.slice(at, step))
 
     def take(self) -> dict[str, pa.Table]:
         """Every table's buffered rows as Arrow tables; the buffers are emptied."""

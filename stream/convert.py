@@ -134,6 +134,7 @@ class _Inputs:
         self.skipped: list[dict] = []
         self.skipped_count = 0
         self.parts: set[str] = set()  # the jobs' part files (see OutputFolder.commit)
+        self.engine = {"core": 0, "python": 0}  # tasks converted by each engine
 
     def add(self, f: FileStats, whole: bool) -> None:
         """`whole`: f is a file or its first byte range (sizes and files count once)."""
@@ -148,6 +149,8 @@ class _Inputs:
             entry["formats"].append(fmt)
         self.skipped += f.skipped[:SKIPPED_LISTED - len(self.skipped)]
         self.skipped_count += f.skipped_count
+        self.engine["core"] += f.core
+        self.engine["python"] += f.tasks - f.core
 
 
 @contextmanager
@@ -171,11 +174,13 @@ def _manifest(stats: _Inputs, rows: dict[str, int], started: str, seconds: float
     """The run's summary; in append mode, merged with the runs already in the folder."""
     run = {"run_id": out.run_id, "started_at": started, "finished_at": _now(),
            "seconds": round(seconds, 3), "inputs": list(stats.inputs.values()), "rows": rows,
-           "skipped_tasks": stats.skipped, "skipped_count": stats.skipped_count}
+           "skipped_tasks": stats.skipped, "skipped_count": stats.skipped_count,
+           "engine": stats.engine}
     runs = (out.previous or {}).get("runs", []) + [run]
     totals = {t: sum(r["rows"].get(t, 0) for r in runs) for t in TABLES}
     return {"tool": "annostream", "version": __version__, "schema_version": SCHEMA_VERSION,
             "started_at": runs[0]["started_at"], "finished_at": run["finished_at"],
             "inputs": [i for r in runs for i in r["inputs"]], "rows": totals,
             "skipped_tasks": sum(r.get("skipped_count", len(r["skipped_tasks"])) for r in runs),
+            "engine": {e: sum(r.get("engine", {}).get(e, 0) for r in runs) for e in ("core", "python")},
             "runs": runs}

@@ -19,6 +19,7 @@ from ..buffers import TableBuffers
 from ..elements import ArrayItems
 from ..errors import InputError, TaskError
 from ..sources import InputStream, Source, decompressed
+from . import core
 from .dataloop import Dataloop, read_elements
 from .labelstudio import LabelStudio
 from .ner import read_ner
@@ -67,6 +68,7 @@ class FileStats:
     tasks: int = 0
     skipped: list[dict] = field(default_factory=list)  # the first SKIPPED_LISTED of them
     skipped_count: int = 0
+    core: int = 0  # tasks converted by the compiled core (the rest by the Python reader)
 
 
 def _first_keys(head: bytes, prefix: str, limit: int = 64,
@@ -216,12 +218,17 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
             log.info("%s: Dataloop export manifest (it lists the partition files): "
                      "not items, skipped", src.name)
             return stats
+        use_core = (plan.platform == "labelstudio" and plan.container in ("array", "object")
+                    and core.enabled())
         if plan.platform == "ner":
             objs: Iterator = read_ner(reader, src.name)
             add = readers.get("labelstudio", src.name).add
         elif plan.container == "elements":
             objs = read_elements(reader, src.name)
             add = readers.get("dataloop", src.name).add
+        elif use_core:  # the compiled core, with the Python reader for what it declines
+            objs = core.items(reader.read, src.name, plan.container)
+            add = readers.get(plan.platform, src.name).add
         elif plan.prefix == "item":
             objs = ArrayItems(reader.read)  # the elements ijson.items would give, parsed faster
             add = readers.get(plan.platform, src.name).add
@@ -231,9 +238,12 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
         out = readers.out
         position = first = 0
         if span is not None:
-            objs, position = span.items(raw), span.position
+            objs = (core.span_items(span, raw, src.name, plan.container) if use_core
+                    else span.items(raw))
+            position = span.position
             first = position
-        where = objs if hasattr(objs, "offset") else reader  # byte offsets for errors
+        # byte offsets for errors: the element's start in an array, else what was read
+        where = objs if hasattr(objs, "offset") and plan.container != "object" else reader
         while True:
             try:
                 obj = next(objs)
@@ -251,6 +261,14 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
                 if exc.position is not None:
                     raise
                 raise InputError(src.name, exc.reason, position, where.offset) from exc
+            if type(obj) is core.CoreBatch:  # tasks the compiled core converted
+                out.extend(obj.tables)
+                position += obj.tasks
+                stats.core += obj.tasks
+                out.maybe_flush()
+                if tick is not None:
+                    tick(reader.counter.count)
+                continue
             marks = out.mark()
             try:
                 if plan.container == "object" and plan.platform == "labelstudio":

@@ -1,0 +1,353 @@
+//! Columns under construction. Like the Python buffers, a reader sets `col.put(row, value)`
+//! for the rows that have a value; rows it skips are nulls. `truncate` drops the rows of a
+//! declined task. `finish` turns a column into one Arrow array and empties it.
+
+use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{new_null_array, ArrayRef, BooleanArray, ListArray, PrimitiveArray, StringArray};
+use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{DataType, Field};
+use std::sync::Arc;
+
+/// A column set out of order (a row written twice): a bug in this crate, reported at the end.
+#[derive(Default, Debug)]
+pub struct Misuse(pub bool);
+
+fn nulls(valid: &[bool]) -> Option<NullBuffer> {
+    if valid.iter().all(|v| *v) {
+        None
+    } else {
+        Some(NullBuffer::from(valid.to_vec()))
+    }
+}
+
+fn offsets(offs: Vec<i32>) -> OffsetBuffer<i32> {
+    // ok: offsets are pushed non-decreasing from 0 by this module only
+    OffsetBuffer::new(ScalarBuffer::from(offs))
+}
+
+pub fn points_type() -> DataType {
+    let inner = DataType::List(Arc::new(Field::new("item", DataType::Float64, true)));
+    DataType::List(Arc::new(Field::new("item", inner, true)))
+}
+
+// -- strings ------------------------------------------------------------------------------------
+
+pub struct StrCol {
+    pub data: Vec<u8>,
+    offs: Vec<i32>,
+    valid: Vec<bool>,
+}
+
+impl Default for StrCol {
+    fn default() -> Self {
+        StrCol { data: Vec::new(), offs: vec![0], valid: Vec::new() }
+    }
+}
+
+impl StrCol {
+    pub fn len(&self) -> usize {
+        self.valid.len()
+    }
+    fn pad(&mut self, n: usize) {
+        while self.valid.len() < n {
+            self.offs.push(self.data.len() as i32);
+            self.valid.push(false);
+        }
+    }
+    fn start(&mut self, i: usize, m: &mut Misuse) -> bool {
+        self.pad(i);
+        if self.valid.len() != i {
+            m.0 = true;
+            return false;
+        }
+        true
+    }
+    fn end(&mut self) {
+        self.offs.push(self.data.len() as i32);
+        self.valid.push(true);
+    }
+    pub fn put(&mut self, i: usize, s: &str, m: &mut Misuse) {
+        if self.start(i, m) {
+            self.data.extend_from_slice(s.as_bytes());
+            self.end();
+        }
+    }
+    /// Row `i` written by `f` (JSON text straight into the column's bytes).
+    pub fn put_with(&mut self, i: usize, m: &mut Misuse, f: impl FnOnce(&mut Vec<u8>)) {
+        if self.start(i, m) {
+            f(&mut self.data);
+            self.end();
+        }
+    }
+    /// The same text for rows i..i+count.
+    pub fn fill(&mut self, i: usize, count: usize, s: &str, m: &mut Misuse) {
+        for k in 0..count {
+            self.put(i + k, s, m);
+        }
+    }
+    fn push_item(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => {
+                self.data.extend_from_slice(s.as_bytes());
+                self.end();
+            }
+            None => {
+                self.offs.push(self.data.len() as i32);
+                self.valid.push(false);
+            }
+        }
+    }
+    pub fn truncate(&mut self, n: usize) {
+        if n < self.valid.len() {
+            self.data.truncate(self.offs[n] as usize);
+            self.offs.truncate(n + 1);
+            self.valid.truncate(n);
+        }
+    }
+    pub fn finish(&mut self, n: usize) -> ArrayRef {
+        self.pad(n);
+        let col = std::mem::take(self);
+        let nb = nulls(&col.valid);
+        Arc::new(StringArray::new(offsets(col.offs), Buffer::from_vec(col.data), nb))
+    }
+}
+
+// -- fixed width ----------------------------------------------------------------------------
+
+#[derive(Default)]
+pub struct PrimCol<T: Copy + Default> {
+    vals: Vec<T>,
+    valid: Vec<bool>,
+}
+
+impl<T: Copy + Default> PrimCol<T> {
+    fn pad(&mut self, n: usize) {
+        while self.valid.len() < n {
+            self.vals.push(T::default());
+            self.valid.push(false);
+        }
+    }
+    pub fn put(&mut self, i: usize, v: T, m: &mut Misuse) {
+        self.pad(i);
+        if self.valid.len() != i {
+            m.0 = true;
+            return;
+        }
+        self.vals.push(v);
+        self.valid.push(true);
+    }
+    pub fn fill(&mut self, i: usize, count: usize, v: T, m: &mut Misuse) {
+        for k in 0..count {
+            self.put(i + k, v, m);
+        }
+    }
+    /// A value or a null (an explicit null of the input).
+    pub fn put_opt(&mut self, i: usize, v: Option<T>, m: &mut Misuse) {
+        if let Some(v) = v {
+            self.put(i, v, m);
+        }
+    }
+    pub fn truncate(&mut self, n: usize) {
+        self.vals.truncate(n);
+        self.valid.truncate(n);
+    }
+    fn take(&mut self, n: usize) -> (Vec<T>, Option<NullBuffer>) {
+        self.pad(n);
+        let vals = std::mem::take(&mut self.vals);
+        let valid = std::mem::take(&mut self.valid);
+        (vals, nulls(&valid))
+    }
+}
+
+pub type I64Col = PrimCol<i64>;
+pub type F64Col = PrimCol<f64>;
+pub type BoolCol = PrimCol<bool>;
+
+/// Timestamps: microseconds since the epoch, UTC.
+#[derive(Default)]
+pub struct TsCol(pub PrimCol<i64>);
+
+pub trait Finish {
+    fn finish(&mut self, n: usize) -> ArrayRef;
+    fn truncate(&mut self, n: usize);
+}
+
+impl Finish for StrCol {
+    fn finish(&mut self, n: usize) -> ArrayRef {
+        StrCol::finish(self, n)
+    }
+    fn truncate(&mut self, n: usize) {
+        StrCol::truncate(self, n)
+    }
+}
+
+impl Finish for I64Col {
+    fn finish(&mut self, n: usize) -> ArrayRef {
+        let (v, nb) = self.take(n);
+        Arc::new(PrimitiveArray::<Int64Type>::new(ScalarBuffer::from(v), nb))
+    }
+    fn truncate(&mut self, n: usize) {
+        PrimCol::truncate(self, n)
+    }
+}
+
+impl Finish for F64Col {
+    fn finish(&mut self, n: usize) -> ArrayRef {
+        let (v, nb) = self.take(n);
+        Arc::new(PrimitiveArray::<Float64Type>::new(ScalarBuffer::from(v), nb))
+    }
+    fn truncate(&mut self, n: usize) {
+        PrimCol::truncate(self, n)
+    }
+}
+
+impl Finish for BoolCol {
+    fn finish(&mut self, n: usize) -> ArrayRef {
+        let (v, nb) = self.take(n);
+        Arc::new(BooleanArray::new(BooleanBuffer::from(v), nb))
+    }
+    fn truncate(&mut self, n: usize) {
+        PrimCol::truncate(self, n)
+    }
+}
+
+impl Finish for TsCol {
+    fn finish(&mut self, n: usize) -> ArrayRef {
+        let (v, nb) = self.0.take(n);
+        Arc::new(
+            PrimitiveArray::<TimestampMicrosecondType>::new(ScalarBuffer::from(v), nb)
+                .with_timezone("UTC"),
+        )
+    }
+    fn truncate(&mut self, n: usize) {
+        self.0.truncate(n)
+    }
+}
+
+// -- lists ----------------------------------------------------------------------------------
+
+/// list<string>: the items may be null.
+pub struct StrListCol {
+    offs: Vec<i32>,
+    valid: Vec<bool>,
+    items: StrCol,
+}
+
+impl Default for StrListCol {
+    fn default() -> Self {
+        StrListCol { offs: vec![0], valid: Vec::new(), items: StrCol::default() }
+    }
+}
+
+impl StrListCol {
+    fn pad(&mut self, n: usize) {
+        while self.valid.len() < n {
+            self.offs.push(self.items.len() as i32);
+            self.valid.push(false);
+        }
+    }
+    pub fn put<'a>(&mut self, i: usize, items: impl IntoIterator<Item = Option<&'a str>>, m: &mut Misuse) {
+        self.pad(i);
+        if self.valid.len() != i {
+            m.0 = true;
+            return;
+        }
+        for s in items {
+            self.items.push_item(s);
+        }
+        self.offs.push(self.items.len() as i32);
+        self.valid.push(true);
+    }
+    /// Items that are built (a joined taxonomy path) rather than borrowed.
+    pub fn put_owned(&mut self, i: usize, items: Vec<Option<String>>, m: &mut Misuse) {
+        self.put(i, items.iter().map(|s| s.as_deref()), m)
+    }
+}
+
+impl Finish for StrListCol {
+    fn finish(&mut self, n: usize) -> ArrayRef {
+        self.pad(n);
+        let items_len = self.items.len();
+        let items = self.items.finish(items_len);
+        let offs = std::mem::replace(&mut self.offs, vec![0]);
+        let valid = std::mem::take(&mut self.valid);
+        let field = Arc::new(Field::new("item", DataType::Utf8, true));
+        Arc::new(ListArray::new(field, offsets(offs), items, nulls(&valid)))
+    }
+    fn truncate(&mut self, n: usize) {
+        if n < self.valid.len() {
+            self.items.truncate(self.offs[n] as usize);
+            self.offs.truncate(n + 1);
+            self.valid.truncate(n);
+        }
+    }
+}
+
+/// list<list<float64>> (polygon points); items and values are never null here.
+pub struct PointsCol {
+    offs: Vec<i32>,
+    valid: Vec<bool>,
+    inner: Vec<i32>,
+    vals: Vec<f64>,
+}
+
+impl Default for PointsCol {
+    fn default() -> Self {
+        PointsCol { offs: vec![0], valid: Vec::new(), inner: vec![0], vals: Vec::new() }
+    }
+}
+
+impl PointsCol {
+    fn pad(&mut self, n: usize) {
+        while self.valid.len() < n {
+            self.offs.push((self.inner.len() - 1) as i32);
+            self.valid.push(false);
+        }
+    }
+    pub fn put(&mut self, i: usize, points: &[Vec<f64>], m: &mut Misuse) {
+        self.pad(i);
+        if self.valid.len() != i {
+            m.0 = true;
+            return;
+        }
+        for p in points {
+            self.vals.extend_from_slice(p);
+            self.inner.push(self.vals.len() as i32);
+        }
+        self.offs.push((self.inner.len() - 1) as i32);
+        self.valid.push(true);
+    }
+}
+
+impl Finish for PointsCol {
+    fn finish(&mut self, n: usize) -> ArrayRef {
+        self.pad(n);
+        let col = std::mem::take(self);
+        let vfield = Arc::new(Field::new("item", DataType::Float64, true));
+        let values = Arc::new(PrimitiveArray::<Float64Type>::new(ScalarBuffer::from(col.vals), None));
+        let inner = Arc::new(ListArray::new(vfield, offsets(col.inner), values, None));
+        let ifield = Arc::new(Field::new("item", inner.data_type().clone(), true));
+        Arc::new(ListArray::new(ifield, offsets(col.offs), inner, nulls(&col.valid)))
+    }
+    fn truncate(&mut self, n: usize) {
+        if n < self.valid.len() {
+            let k = self.offs[n] as usize;
+            self.vals.truncate(self.inner[k] as usize);
+            self.inner.truncate(k + 1);
+            self.offs.truncate(n + 1);
+            self.valid.truncate(n);
+        }
+    }
+}
+
+/// A column this reader never fills (Dataloop's): all nulls of its type.
+pub struct NullCol(pub DataType);
+
+impl Finish for NullCol {
+    fn finish(&mut self, n: usize) -> ArrayRef {
+        new_null_array(&self.0, n)
+    }
+    fn truncate(&mut self, _n: usize) {}
+}
+
+use arrow_array::Array;

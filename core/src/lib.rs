@@ -1,0 +1,217 @@
+//! annostream_core: Label Studio tasks to the five tables' Arrow batches, at the speed of the
+//! parse. The Python reader (stream/formats/labelstudio.py) is the specification and the
+//! fallback: a task this crate is not sure about is declined and converted there.
+
+mod cols;
+mod json;
+mod ls;
+mod tables;
+
+use arrow_array::{Array, StructArray};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyCapsule, PyList, PyTuple};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Elements larger than this are left to the Python reader (keeps every offset in i32).
+const MAX_ELEMENT: usize = 1 << 28;
+
+fn skip_ws(data: &[u8], mut at: usize) -> usize {
+    while at < data.len() && matches!(data[at], b' ' | b'\t' | b'\r' | b'\n') {
+        at += 1;
+    }
+    at
+}
+
+/// Where a call stopped.
+#[derive(Debug, PartialEq)]
+enum Status {
+    /// Call again from `consumed` (after a declined task).
+    Next,
+    /// No element after `consumed`: the array closed, or the values' stream ended.
+    End,
+    /// The element at `consumed` is not complete in `data`: call again with more bytes.
+    More,
+    /// The input at `consumed` is not what this crate reads: the Python reader takes the
+    /// rest of the stream from there (and reports the error, if it is one).
+    Error,
+}
+
+enum Sep {
+    Next(usize),
+    End(usize),
+    More,
+    Error,
+}
+
+struct Run {
+    status: Status,
+    consumed: usize,
+    tasks: i64,
+    declined: Option<(usize, usize)>,
+    out: ls::Out,
+}
+
+/// The separator after an element ending at `end`.
+fn separator(data: &[u8], end: usize, array: bool, eof: bool, limit: Option<usize>) -> Sep {
+    let at = skip_ws(data, end);
+    if !array {
+        return if at < data.len() { Sep::Next(at) } else if eof { Sep::End(at) } else { Sep::More };
+    }
+    if at == data.len() {
+        return if eof { Sep::Error } else { Sep::More };
+    }
+    match data[at] {
+        b']' => Sep::End(at + 1),
+        b',' => {
+            let next = skip_ws(data, at + 1);
+            if limit == Some(next) {
+                Sep::Next(next)
+            } else if next == data.len() {
+                if eof { Sep::Error } else { Sep::More }
+            } else if data[next] == b']' {
+                Sep::Error // a trailing comma
+            } else {
+                Sep::Next(next)
+            }
+        }
+        _ => Sep::Error,
+    }
+}
+
+fn run(data: &[u8], file: &str, position: i64, container: &str, array: bool, eof: bool,
+       first: bool, limit: Option<usize>) -> Run {
+    let mut r = Run { status: Status::End, consumed: 0, tasks: 0, declined: None, out: ls::Out::default() };
+    let mut cx = ls::Ctx::new(file, container);
+    let mut pos = skip_ws(data, 0);
+    if array && first {
+        if pos < data.len() && data[pos] == b']' {
+            r.consumed = pos + 1;
+            return r;
+        }
+    }
+    loop {
+        r.consumed = pos;
+        if limit.is_some_and(|l| pos >= l) {
+            r.status = Status::End;
+            return r;
+        }
+        if pos >= data.len() {
+            r.status = if !eof { Status::More } else if array { Status::Error } else { Status::End };
+            return r;
+        }
+        let (v, used, unsure) = match json::parse_one(&data[pos..]) {
+            Ok(x) => x,
+            Err(e) => {
+                r.status = if e.is_eof() && !eof { Status::More } else { Status::Error };
+                return r;
+            }
+        };
+        let end = pos + used;
+        let (next, status) = match separator(data, end, array, eof, limit) {
+            Sep::Next(n) => (n, Status::Next),
+            Sep::End(n) => (n, Status::End),
+            Sep::More => {
+                r.status = Status::More;
+                return r;
+            }
+            Sep::Error => {
+                r.status = Status::Error;
+                return r;
+            }
+        };
+        cx.position = position + r.tasks;
+        let declined = unsure || used > MAX_ELEMENT || json::long_digits(&data[pos..end])
+            || r.out.add(&v, &mut cx).is_err();
+        r.consumed = next;
+        if declined {
+            r.declined = Some((pos, end));
+            r.status = status;
+            return r;
+        }
+        r.tasks += 1;
+        if status == Status::End {
+            r.status = Status::End;
+            return r;
+        }
+        pos = next;
+    }
+}
+
+fn capsules<'py>(py: Python<'py>, sa: StructArray) -> PyResult<Bound<'py, PyTuple>> {
+    let data = sa.into_data();
+    let (arr, sch) = arrow_array::ffi::to_ffi(&data)
+        .map_err(|e| PyRuntimeError::new_err(format!("annostream_core: Arrow export failed: {e}")))?;
+    let sc = PyCapsule::new_with_value(py, sch, c"arrow_schema")?;
+    let ac = PyCapsule::new_with_value(py, arr, c"arrow_array")?;
+    PyTuple::new(py, [sc.into_any(), ac.into_any()])
+}
+
+/// Convert the Label Studio tasks in `data`.
+///
+/// `data` starts at an element (or, with `first`, right after the array's `[`); `array`:
+/// elements are separated by commas and the array closes with `]` (else: values separated by
+/// whitespace, as in NDJSON); `eof`: no bytes follow `data`; `limit`: stop at the element
+/// starting there. Returns (status, consumed, tasks, declined, batches): status 'next'
+/// (call again from `consumed`), 'end', 'more' (the element at `consumed` needs more bytes)
+/// or 'error' (the Python reader takes over at `consumed`); `declined` is the (start, end)
+/// byte span of a task left to the Python reader (it comes after the `tasks` converted
+/// ones); `batches` the five tables as (schema, array) Arrow PyCapsule pairs, or None.
+#[pyfunction]
+#[pyo3(signature = (data, file, position, container, array, eof, first, limit=None))]
+#[allow(clippy::too_many_arguments)]
+fn convert<'py>(py: Python<'py>, data: &[u8], file: &str, position: i64, container: &str,
+                array: bool, eof: bool, first: bool, limit: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let mut r = run(data, file, position, container, array, eof, first, limit);
+        let rows = r.out.marks().iter().sum::<usize>();
+        let tables = if rows > 0 {
+            Some([r.out.t.finish(), r.out.a.finish(), r.out.r.finish(), r.out.rel.finish(), r.out.k.finish()])
+        } else {
+            None
+        };
+        (r.status, r.consumed, r.tasks, r.declined, tables, r.out.misuse.0)
+    }));
+    let (status, consumed, tasks, declined, tables, misuse) = match result {
+        Ok(x) => x,
+        Err(panic) => {
+            let msg = panic.downcast_ref::<&str>().map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            return Err(PyRuntimeError::new_err(format!("annostream_core failed on {file}: {msg}")));
+        }
+    };
+    if misuse {
+        return Err(PyRuntimeError::new_err(format!(
+            "annostream_core failed on {file}: a column was written out of order (a bug)")));
+    }
+    let status = match status {
+        Status::Next => "next",
+        Status::End => "end",
+        Status::More => "more",
+        Status::Error => "error",
+    };
+    let batches = match tables {
+        Some(ts) => {
+            let list = PyList::empty(py);
+            for sa in ts {
+                list.append(capsules(py, sa)?)?;
+            }
+            list.into_any()
+        }
+        None => py.None().into_bound(py),
+    };
+    let declined = match declined {
+        Some((s, e)) => (s, e).into_pyobject(py)?.into_any(),
+        None => py.None().into_bound(py),
+    };
+    PyTuple::new(py, [status.into_pyobject(py)?.into_any(), consumed.into_pyobject(py)?.into_any(),
+                      tasks.into_pyobject(py)?.into_any(), declined, batches])
+}
+
+#[pymodule]
+fn annostream_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(convert, m)?)?;
+    Ok(())
+}
+

@@ -1,0 +1,173 @@
+"""The compiled core (`core/`, Rust) at the Label Studio reader seam.
+
+`annostream_core.convert` turns a run of array elements into the five tables' Arrow batches
+in one call, several MB at a time, so Python does per-chunk rather than per-task work. It
+declines every task it is not sure about (a reserved `extra` key, an unusual timestamp, an
+int beyond 64 bits, ...): that task's bytes are parsed here and go to `LabelStudio.add` like
+any task, and a stretch the core cannot parse (a syntax error, a lone surrogate) is handed to
+ijson from its element start, exactly as `ArrayItems` does, so errors, positions, byte
+offsets and `--on-error skip` stay those of the Python reader, which remains the
+specification. Without the built extension, or with ANNOSTREAM_ENGINE=python, the Python
+reader converts everything.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterator
+
+import ijson
+import pyarrow as pa
+
+from ..elements import CHUNK, ERRORS, WHITESPACE, ArrayItems, decode, first_key
+from ..errors import AnnostreamError
+from ..tables import TABLES
+
+try:  # built by `make` (pip install ./core); the Python reader runs without it
+    import annostream_core
+except ImportError:  # pragma: no cover - depends on the machine
+    annostream_core = None
+
+ENGINE = "ANNOSTREAM_ENGINE"
+FEED = 8 << 20  # bytes of elements handed to the core per call (more for one big element)
+
+
+def enabled() -> bool:
+    """The core converts Label Studio arrays unless absent or ANNOSTREAM_ENGINE=python."""
+    return annostream_core is not None and os.environ.get(ENGINE, "").lower() != "python"
+
+
+class CoreBatch:
+    """Rows of `tasks` consecutive tasks converted by the core: one Arrow table per table."""
+
+    __slots__ = ("tables", "tasks")
+
+    def __init__(self, tables: dict[str, pa.Table], tasks: int) -> None:
+        self.tables, self.tasks = tables, tasks
+
+
+def _tables(batches: list) -> dict[str, pa.Table]:
+    out = {}
+    for (name, table), (schema, array) in zip(TABLES.items(), batches):
+        batch = pa.RecordBatch._import_from_c_capsule(schema, array)
+        if not batch.schema.equals(table.schema):
+            raise AnnostreamError(f"the compiled core's {name} columns differ from "
+                                  "stream/tables.py: rebuild it (make), or set "
+                                  f"{ENGINE}=python")
+        out[name] = pa.Table.from_batches([batch])
+    return out
+
+
+class CoreItems(ArrayItems):
+    """The elements of a JSON array like `ArrayItems`, but runs of converted tasks come as
+    `CoreBatch`es; a declined task comes as its parsed object, with `offset` at its start.
+
+    `array`: a JSON array (else whitespace-separated objects: NDJSON, a per-task file);
+    `start`: stream offset of the first byte `read` gives; `first`: the stream is the whole
+    array (its `[` still to come); `limit`: stop at the element starting there (a span).
+    `fallback(start, pending)`: the rest of the elements from the element at `start`, parsed
+    by ijson (`pending`: the bytes from there already read).
+    """
+
+    def __init__(self, read: Callable[[int], bytes], file: str, container: str, position: int,
+                 array: bool = True, start: int = 0, first: bool = True,
+                 limit: int | None = None) -> None:
+        super().__init__(read)
+        self._file, self._container, self._position = file, container, position
+        self._array, self._start, self._first, self._limit = array, start, first, limit
+        self._fallback: Callable[[int, bytes], Iterator[object]] = (
+            (lambda at, pending: self._ijson(at, pending, b"[")) if array else self._values)
+        self.offset = start
+
+    def _items(self) -> Iterator[object]:
+        buf, base, eof, first = b"", self._start, False, self._first and self._array
+        if first:
+            head = self._read(CHUNK)
+            at = len(head) - len(head.lstrip(WHITESPACE))
+            if head[at:at + 1] != b"[" or first_key(head, at + 1) is None:
+                # not an array of objects: ijson reads it all, as ArrayItems does
+                yield from self._ijson(0, head, b"")
+                return
+            buf, base = head[at + 1:], at + 1
+        position, want = self._position, FEED
+        convert = annostream_core.convert
+        more = not buf
+        while True:
+            if more and not eof:  # converts what it has first: a read may raise (corrupt gzip)
+                chunk = self._read(max(want - len(buf), CHUNK))
+                eof = not chunk
+                buf += chunk
+            limit = None if self._limit is None else self._limit - base
+            try:
+                status, used, tasks, declined, batches = convert(
+                    buf, self._file, position, self._container, self._array, eof, first, limit)
+            except RuntimeError as exc:
+                raise AnnostreamError(f"{exc}; set {ENGINE}=python to convert without it") from exc
+            if batches is not None:
+                yield CoreBatch(_tables(batches), tasks)
+                position += tasks
+            if used or declined or tasks:
+                first = False
+            if declined is not None:
+                s, e = declined
+                self.offset = base + s
+                try:
+                    obj = decode(buf[s:e])
+                except ERRORS:
+                    yield from self._fallback(base + s, buf[s:])
+                    return
+                yield obj
+                position += 1
+            if status == "error":
+                yield from self._fallback(base + used, buf[used:])
+                return
+            buf, base = buf[used:], base + used
+            self.offset = base
+            if status == "end":
+                if self._limit is None and self._array:  # nothing but space may follow
+                    yield from self._trailing(base, buf)
+                return
+            more = status == "more"
+            # one element bigger than FEED: grow geometrically rather than parse it again and again
+            want = max(FEED, 2 * len(buf)) if more else FEED
+
+    def _trailing(self, base: int, buf: bytes) -> Iterator[object]:
+        rest = buf.lstrip(WHITESPACE)
+        while not rest:
+            chunk = self._read(CHUNK)
+            if not chunk:
+                return
+            base += len(buf)
+            buf = chunk
+            rest = buf.lstrip(WHITESPACE)
+        # ijson reads `[]` + the rest and reports the extra data as the Python reader does
+        yield from self._ijson(base - 1, b"]" + buf, b"[")
+
+
+    def _values(self, start: int, pending: bytes) -> Iterator[object]:
+        """The rest of a stream of objects from `start` on, read by ijson as the Python
+        reader reads the whole stream."""
+        parts, read = [pending], self._read
+
+        class Rest:
+            def read(_, n: int) -> bytes:
+                return parts.pop() if parts and n else read(n)
+
+        self.offset = start
+        yield from ijson.items(Rest(), "", use_float=True, multiple_values=True)
+
+
+def items(read: Callable[[int], bytes], file: str, container: str) -> CoreItems:
+    """The tasks of a whole stream: one JSON array, or objects (NDJSON, a per-task file)."""
+    return CoreItems(read, file, container, 0, array=container == "array")
+
+
+def span_items(span, raw, file: str, container: str) -> CoreItems:
+    """The elements of one proven byte range of a big array (stream/parallel.py)."""
+    from ..parallel import _Slice
+
+    raw.seek(span.start)
+    items = CoreItems(raw.read, file, container, span.position, start=span.start, first=False,
+                      limit=span.end)
+    items._raw, items._span = raw, span
+    items._fallback = lambda at, pending: ijson.items(_Slice(items, at), "item", use_float=True)
+    return items
