@@ -13,7 +13,8 @@ ratios (pairs measured moments apart share the machine's noise).
 
 Cases on each Label Studio export: `cat` (I/O floor), bare `ijson.items(f, "item",
 use_float=True)` iteration (the parse ceiling of an ijson reader), `annostream convert` with
---workers 1 and with the default (all cores), DuckDB's results-level query written to Parquet
+--workers 1 and with the default (all cores), both with the compiled core (core/, when built)
+and with ANNOSTREAM_ENGINE=python (the pure-Python reader), DuckDB's results-level query written to Parquet
 at its defaults, and the Label Studio SDK converter to JSON_MIN when `label_studio_sdk` is
 importable. Once per run: a folder of Dataloop item files, and a file holding one big task.
 """
@@ -147,11 +148,14 @@ def sdk_available() -> bool:
 def cases(path: Path, scratch: Path, sdk: bool) -> dict[str, list[str]]:
     out = str(scratch / "out")
     convert = [PY, "-m", "stream", "convert", str(path), "-o", out, "-q"]
+    python = ["env", "ANNOSTREAM_ENGINE=python"] + convert
     found = {
         "cat": ["cat", str(path)],
         "ijson": [PY, "-c", IJSON, str(path)],
         "annostream 1 worker": convert + ["--workers", "1"],
         f"annostream {os.cpu_count()} workers": convert,
+        "annostream 1 worker, python engine": python + ["--workers", "1"],
+        f"annostream {os.cpu_count()} workers, python engine": python,
         "duckdb results": [PY, "-c", DUCKDB, str(path), str(scratch / "duck.parquet")],
     }
     if sdk:
@@ -226,8 +230,12 @@ def main(argv: list[str] | None = None) -> None:
         named = {n: (c, actual) for n, c in cases(path, scratch, sdk).items()}
         runs = run(named, args.repeat, scratch)
         table += [row(label(size), name, ms) for name, ms in runs.items()]
-        targets = [("annostream 1 worker / ijson", "annostream 1 worker", "ijson", 0.8),
-                   ("annostream all cores / DuckDB", workers, "duckdb results", 1.0),
+        targets = [("annostream 1 worker / ijson", "annostream 1 worker", "ijson", 1.5),
+                   ("annostream all cores / DuckDB", workers, "duckdb results", 2.0),
+                   ("core / python engine, 1 worker", "annostream 1 worker",
+                    "annostream 1 worker, python engine", None),
+                   ("python engine 1 worker / ijson", "annostream 1 worker, python engine",
+                    "ijson", None),
                    ("annostream all cores / SDK JSON_MIN", workers, "ls-sdk json_min", 5.0),
                    ("annostream 1 worker / SDK JSON_MIN", "annostream 1 worker",
                     "ls-sdk json_min", None)]

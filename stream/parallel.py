@@ -33,6 +33,7 @@ from .buffers import TableBuffers
 from .elements import WS, Fallback, check, decode, elements, first_key, separator
 from .errors import AnnostreamError, InputError
 from .formats import BOM, WHITESPACE, FileStats, Readers, read_source, sniff
+from .formats.core import CoreItems
 from .progress import Progress
 from .sources import MAGIC, Source, decompressed, open_path, reopen
 from .writer import PartFiles
@@ -59,6 +60,16 @@ class Span:
 
     def items(self, raw: BinaryIO) -> SpanItems:
         return SpanItems(self, raw)
+
+    def core_items(self, raw, file: str, container: str) -> CoreItems:
+        """The span's tasks through the compiled core (stream/formats/core.py); what it
+        cannot parse goes to ijson as in `SpanItems`."""
+        raw.seek(self.start)
+        items = CoreItems(raw.read, file, container, self.position, start=self.start,
+                          first=False, limit=self.end)
+        items._raw, items._span = raw, self
+        items._fallback = lambda at, pending: ijson.items(_Slice(items, at), "item", use_float=True)
+        return items
 
 
 class SpanItems:

@@ -3,18 +3,44 @@
 //! notes values the Python reader would read differently (`UNSURE`), so their task is declined.
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum V {
+pub enum V<'a> {
     Null,
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(String),
-    Arr(Vec<V>),
-    Obj(Vec<(String, V)>),
+    Str(Cow<'a, str>),
+    Arr(Vec<V<'a>>),
+    Obj(Vec<(Cow<'a, str>, V<'a>)>),
+}
+
+/// Object keys and strings borrow the input unless they hold escapes (no allocation).
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
 }
 
 thread_local! {
@@ -28,8 +54,8 @@ fn unsure() {
     UNSURE.with(|u| u.set(true));
 }
 
-impl<'de> Deserialize<'de> for V {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<V, D::Error> {
+impl<'de> Deserialize<'de> for V<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<V<'de>, D::Error> {
         d.deserialize_any(VVisitor)
     }
 }
@@ -37,21 +63,21 @@ impl<'de> Deserialize<'de> for V {
 struct VVisitor;
 
 impl<'de> Visitor<'de> for VVisitor {
-    type Value = V;
+    type Value = V<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_unit<E>(self) -> Result<V, E> {
+    fn visit_unit<E>(self) -> Result<V<'de>, E> {
         Ok(V::Null)
     }
-    fn visit_bool<E>(self, b: bool) -> Result<V, E> {
+    fn visit_bool<E>(self, b: bool) -> Result<V<'de>, E> {
         Ok(V::Bool(b))
     }
-    fn visit_i64<E>(self, n: i64) -> Result<V, E> {
+    fn visit_i64<E>(self, n: i64) -> Result<V<'de>, E> {
         Ok(V::Int(n))
     }
-    fn visit_u64<E>(self, n: u64) -> Result<V, E> {
+    fn visit_u64<E>(self, n: u64) -> Result<V<'de>, E> {
         match i64::try_from(n) {
             Ok(n) => Ok(V::Int(n)),
             Err(_) => {
@@ -60,29 +86,32 @@ impl<'de> Visitor<'de> for VVisitor {
             }
         }
     }
-    fn visit_f64<E>(self, f: f64) -> Result<V, E> {
+    fn visit_f64<E>(self, f: f64) -> Result<V<'de>, E> {
         if !f.is_finite() || (f == 0.0 && f.is_sign_negative()) {
             unsure();
         }
         Ok(V::Float(f))
     }
-    fn visit_str<E>(self, s: &str) -> Result<V, E> {
-        Ok(V::Str(s.to_owned()))
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<V<'de>, E> {
+        Ok(V::Str(Cow::Borrowed(s)))
     }
-    fn visit_string<E>(self, s: String) -> Result<V, E> {
-        Ok(V::Str(s))
+    fn visit_str<E>(self, s: &str) -> Result<V<'de>, E> {
+        Ok(V::Str(Cow::Owned(s.to_owned())))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<V, A::Error> {
+    fn visit_string<E>(self, s: String) -> Result<V<'de>, E> {
+        Ok(V::Str(Cow::Owned(s)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<V<'de>, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(v) = seq.next_element::<V>()? {
+        while let Some(v) = seq.next_element::<V<'de>>()? {
             out.push(v);
         }
         Ok(V::Arr(out))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<V, A::Error> {
-        let mut out: Vec<(String, V)> = Vec::new();
-        while let Some(k) = map.next_key::<String>()? {
-            let v = map.next_value::<V>()?;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<V<'de>, A::Error> {
+        let mut out: Vec<(Cow<'de, str>, V<'de>)> = Vec::new();
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            let v = map.next_value::<V<'de>>()?;
             out.push((k, v));
         }
         if has_duplicate(&out) {
@@ -92,7 +121,7 @@ impl<'de> Visitor<'de> for VVisitor {
     }
 }
 
-fn has_duplicate(items: &[(String, V)]) -> bool {
+fn has_duplicate(items: &[(Cow<str>, V)]) -> bool {
     if items.len() <= 16 {
         for (i, (k, _)) in items.iter().enumerate() {
             if items[..i].iter().any(|(q, _)| q == k) {
@@ -101,13 +130,13 @@ fn has_duplicate(items: &[(String, V)]) -> bool {
         }
         return false;
     }
-    let mut keys: Vec<&str> = items.iter().map(|(k, _)| k.as_str()).collect();
+    let mut keys: Vec<&str> = items.iter().map(|(k, _)| &**k).collect();
     keys.sort_unstable();
     keys.windows(2).any(|w| w[0] == w[1])
 }
 
 /// Parse one JSON value at the start of `buf`: (value, bytes used, unsure) or the serde error.
-pub fn parse_one(buf: &[u8]) -> Result<(V, usize, bool), serde_json::Error> {
+pub fn parse_one(buf: &[u8]) -> Result<(V<'_>, usize, bool), serde_json::Error> {
     UNSURE.with(|u| u.set(false));
     let mut it = serde_json::Deserializer::from_slice(buf).into_iter::<V>();
     match it.next() {
@@ -167,11 +196,11 @@ pub fn dump(v: &V, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        V::Obj(items) => dump_obj(items.iter().map(|(k, v)| (k.as_str(), v)), out),
+        V::Obj(items) => dump_obj(items.iter().map(|(k, v)| (&**k, v)), out),
     }
 }
 
-pub fn dump_obj<'a>(items: impl Iterator<Item = (&'a str, &'a V)>, out: &mut Vec<u8>) {
+pub fn dump_obj<'a>(items: impl Iterator<Item = (&'a str, &'a V<'a>)>, out: &mut Vec<u8>) {
     out.push(b'{');
     for (i, (k, x)) in items.enumerate() {
         if i > 0 {
@@ -227,16 +256,16 @@ pub fn dump_str(s: &str, out: &mut Vec<u8>) {
 
 // -- access ---------------------------------------------------------------------------------
 
-pub fn get<'a>(obj: &'a [(String, V)], key: &str) -> Option<&'a V> {
+pub fn get<'a>(obj: &'a [(Cow<'a, str>, V<'a>)], key: &str) -> Option<&'a V<'a>> {
     obj.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
-pub fn has(obj: &[(String, V)], key: &str) -> bool {
+pub fn has(obj: &[(Cow<str>, V)], key: &str) -> bool {
     obj.iter().any(|(k, _)| k == key)
 }
 
 /// `obj.get(key)` of Python, with a present null read as missing (`x is None`).
-pub fn get_some<'a>(obj: &'a [(String, V)], key: &str) -> Option<&'a V> {
+pub fn get_some<'a>(obj: &'a [(Cow<'a, str>, V<'a>)], key: &str) -> Option<&'a V<'a>> {
     match get(obj, key) {
         Some(V::Null) | None => None,
         v => v,

@@ -4,13 +4,15 @@
 //! Arrow would refuse, a task it raises on), `add` returns `Err(Decline)` and the task's rows
 //! are dropped: the Python reader converts that task.
 
+use std::borrow::Cow;
+
 use crate::cols::*;
 use crate::json::{dump, dump_obj, get, get_some, has, V};
 use crate::tables::*;
 
 pub struct Decline;
 type R<T> = Result<T, Decline>;
-type Obj = [(String, V)];
+type Obj<'a> = [(Cow<'a, str>, V<'a>)];
 
 const EXACT_INT: i64 = 1 << 53;
 const SOURCE: &str = "labelstudio";
@@ -34,7 +36,7 @@ const TIME_TYPES: &[&str] = &["timeserieslabels"];
 
 /// A value of an `extra` object: the input's own, or one the converter adds.
 enum E<'a> {
-    Ref(&'a V),
+    Ref(&'a V<'a>),
     Str(&'static str),
     Keys(Vec<&'static str>),
 }
@@ -45,14 +47,14 @@ struct Extra<'a>(Vec<(&'a str, E<'a>)>);
 
 impl<'a> Extra<'a> {
     /// `extra_of`: the keys without a typed column; a reserved key is declined.
-    fn of(obj: &'a Obj, known: &[&str]) -> R<Self> {
+    fn of(obj: &'a Obj<'a>, known: &[&str]) -> R<Self> {
         let mut out = Vec::new();
         for (k, v) in obj {
-            if !known.contains(&k.as_str()) {
-                if RESERVED.contains(&k.as_str()) {
+            if !known.contains(&&**k) {
+                if RESERVED.contains(&&**k) {
                     return Err(Decline);
                 }
-                out.push((k.as_str(), E::Ref(v)));
+                out.push((&**k, E::Ref(v)));
             }
         }
         Ok(Extra(out))
@@ -63,7 +65,7 @@ impl<'a> Extra<'a> {
             None => self.0.push((key, v)),
         }
     }
-    fn keep(&mut self, key: &'a str, v: &'a V) {
+    fn keep(&mut self, key: &'a str, v: &'a V<'a>) {
         self.set(key, E::Ref(v))
     }
     /// extra.setdefault("~absent", []).append(key)
@@ -113,7 +115,7 @@ impl<'a> Extra<'a> {
 /// `id_fit`: (text of the id column, keep the original in extra).
 fn id_fit(v: &V, int_default: bool) -> R<(Option<String>, bool)> {
     Ok(match v {
-        V::Str(s) => (Some(s.clone()), int_default && canonical_int(s)?),
+        V::Str(s) => (Some(s.to_string()), int_default && canonical_int(s)?),
         V::Int(n) => (Some(n.to_string()), !int_default),
         _ => (None, true),
     })
@@ -189,10 +191,10 @@ fn is_labels_type(t: &str) -> bool {
 
 /// A list<string> cell as pyarrow makes it: a list of strings and nulls as is; another list,
 /// a number or an object becomes null. Text is declined (pyarrow splits it into characters).
-fn str_items(v: &V) -> R<Option<Vec<Option<&str>>>> {
+fn str_items<'a>(v: &'a V<'a>) -> R<Option<Vec<Option<&'a str>>>> {
     match v {
         V::Arr(xs) => Ok(xs.iter().map(|x| match x {
-            V::Str(s) => Some(Some(s.as_str())),
+            V::Str(s) => Some(Some(&**s)),
             V::Null => Some(None),
             _ => None,
         }).collect()),
@@ -307,8 +309,8 @@ impl Out {
         for (k, v) in obj {
             if LISTS.iter().any(|(key, _)| key == k) {
                 match v {
-                    V::Arr(_) => lists.push(k.as_str()),
-                    V::Null => extra.keep(k.as_str(), v),
+                    V::Arr(_) => lists.push(&**k),
+                    V::Null => extra.keep(&**k, v),
                     _ => return Err(Decline), // the Python reader raises: not an export
                 }
             }
@@ -462,7 +464,7 @@ impl Out {
             if let Some(v) = get(ro, "value") {
                 if let V::Obj(vo) = v {
                     let typ = match typ {
-                        Some(V::Str(t)) => t.as_str(),
+                        Some(V::Str(t)) => &**t,
                         _ => "",
                     };
                     let seq = if typ == "videorectangle" { get(vo, "sequence") } else { None };
@@ -477,7 +479,7 @@ impl Out {
                     let (c, m) = (&mut self.r, &mut self.misuse);
                     if cut {
                         c.value.put_with(i, m, |out| dump_obj(
-                            vo.iter().filter(|(k, _)| k != "sequence").map(|(k, v)| (k.as_str(), v)), out));
+                            vo.iter().filter(|(k, _)| k != "sequence").map(|(k, v)| (&**k, v)), out));
                     } else {
                         c.value.put_with(i, m, |out| dump(v, out));
                     }
@@ -510,7 +512,7 @@ impl Out {
             let mut fits = true;
             for x in xs {
                 items.push(match x {
-                    V::Str(s) => Some(s.clone()),
+                    V::Str(s) => Some(s.to_string()),
                     V::Null => None,
                     V::Arr(parts) => {
                         let mut joined = String::new();
@@ -622,7 +624,7 @@ impl Out {
             match l {
                 V::Arr(xs) if xs.iter().all(|x| matches!(x, V::Str(_))) => {
                     c.labels.put(i, xs.iter().map(|x| match x {
-                        V::Str(s) => Some(s.as_str()),
+                        V::Str(s) => Some(&**s),
                         _ => None,
                     }), m);
                 }
@@ -693,7 +695,7 @@ impl Out {
 
 /// `_id`: an id-like key into its text column; a missing id gets `synthetic()`.
 #[allow(clippy::too_many_arguments)]
-fn id_col<'a>(obj: &'a Obj, key: &'static str, col: &mut StrCol, i: usize, extra: &mut Extra<'a>,
+fn id_col<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut StrCol, i: usize, extra: &mut Extra<'a>,
               synthetic: Option<&dyn Fn() -> String>, int_default: bool, flag: bool,
               m: &mut Misuse) -> R<Option<String>> {
     if let Some(v) = get(obj, key) {
@@ -718,7 +720,7 @@ fn id_col<'a>(obj: &'a Obj, key: &'static str, col: &mut StrCol, i: usize, extra
     Ok(Some(text))
 }
 
-fn ts_col<'a>(obj: &'a Obj, key: &'static str, col: &mut TsCol, i: usize, extra: &mut Extra<'a>,
+fn ts_col<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut TsCol, i: usize, extra: &mut Extra<'a>,
               m: &mut Misuse) -> R<()> {
     if let Some(v) = get(obj, key) {
         match v {
@@ -732,7 +734,7 @@ fn ts_col<'a>(obj: &'a Obj, key: &'static str, col: &mut TsCol, i: usize, extra:
     Ok(())
 }
 
-fn int_col<'a>(obj: &'a Obj, key: &'static str, col: &mut I64Col, i: usize, extra: &mut Extra<'a>,
+fn int_col<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut I64Col, i: usize, extra: &mut Extra<'a>,
                m: &mut Misuse) {
     if let Some(v) = get(obj, key) {
         match v {
@@ -742,7 +744,7 @@ fn int_col<'a>(obj: &'a Obj, key: &'static str, col: &mut I64Col, i: usize, extr
     }
 }
 
-fn num_col<'a>(obj: &'a Obj, key: &'static str, col: &mut F64Col, i: usize, extra: &mut Extra<'a>,
+fn num_col<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut F64Col, i: usize, extra: &mut Extra<'a>,
                m: &mut Misuse) {
     if let Some(v) = get(obj, key) {
         match v {
@@ -753,7 +755,7 @@ fn num_col<'a>(obj: &'a Obj, key: &'static str, col: &mut F64Col, i: usize, extr
     }
 }
 
-fn bool_col<'a>(obj: &'a Obj, key: &'static str, col: &mut BoolCol, i: usize, extra: &mut Extra<'a>,
+fn bool_col<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut BoolCol, i: usize, extra: &mut Extra<'a>,
                 m: &mut Misuse) {
     if let Some(v) = get(obj, key) {
         match v {
@@ -763,7 +765,7 @@ fn bool_col<'a>(obj: &'a Obj, key: &'static str, col: &mut BoolCol, i: usize, ex
     }
 }
 
-fn str_col<'a>(obj: &'a Obj, key: &'static str, col: &mut StrCol, i: usize, extra: &mut Extra<'a>,
+fn str_col<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut StrCol, i: usize, extra: &mut Extra<'a>,
                m: &mut Misuse) {
     if let Some(v) = get(obj, key) {
         match v {

@@ -238,8 +238,7 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
         out = readers.out
         position = first = 0
         if span is not None:
-            objs = (core.span_items(span, raw, src.name, plan.container) if use_core
-                    else span.items(raw))
+            objs = span.core_items(raw, src.name, plan.container) if use_core else span.items(raw)
             position = span.position
             first = position
         # byte offsets for errors: the element's start in an array, else what was read

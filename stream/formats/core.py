@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 import ijson
 import pyarrow as pa
 
-from ..elements import CHUNK, ERRORS, WHITESPACE, ArrayItems, decode, first_key
+from ..elements import ERRORS, WHITESPACE, ArrayItems, decode, first_key
 from ..errors import AnnostreamError
 from ..tables import TABLES
 
@@ -28,7 +28,8 @@ except ImportError:  # pragma: no cover - depends on the machine
     annostream_core = None
 
 ENGINE = "ANNOSTREAM_ENGINE"
-FEED = 8 << 20  # bytes of elements handed to the core per call (more for one big element)
+FEED = 2 << 20  # bytes of elements handed to the core per call (more for one big element): a
+# few MB make the per-call Python work negligible; the memory a call needs grows with it
 
 
 def enabled() -> bool:
@@ -81,7 +82,7 @@ class CoreItems(ArrayItems):
     def _items(self) -> Iterator[object]:
         buf, base, eof, first = b"", self._start, False, self._first and self._array
         if first:
-            head = self._read(CHUNK)
+            head = self._read(FEED)
             at = len(head) - len(head.lstrip(WHITESPACE))
             if head[at:at + 1] != b"[" or first_key(head, at + 1) is None:
                 # not an array of objects: ijson reads it all, as ArrayItems does
@@ -93,7 +94,7 @@ class CoreItems(ArrayItems):
         more = not buf
         while True:
             if more and not eof:  # converts what it has first: a read may raise (corrupt gzip)
-                chunk = self._read(max(want - len(buf), CHUNK))
+                chunk = self._read(max(want - len(buf), FEED))
                 eof = not chunk
                 buf += chunk
             limit = None if self._limit is None else self._limit - base
@@ -133,7 +134,7 @@ class CoreItems(ArrayItems):
     def _trailing(self, base: int, buf: bytes) -> Iterator[object]:
         rest = buf.lstrip(WHITESPACE)
         while not rest:
-            chunk = self._read(CHUNK)
+            chunk = self._read(FEED)
             if not chunk:
                 return
             base += len(buf)
@@ -159,15 +160,3 @@ class CoreItems(ArrayItems):
 def items(read: Callable[[int], bytes], file: str, container: str) -> CoreItems:
     """The tasks of a whole stream: one JSON array, or objects (NDJSON, a per-task file)."""
     return CoreItems(read, file, container, 0, array=container == "array")
-
-
-def span_items(span, raw, file: str, container: str) -> CoreItems:
-    """The elements of one proven byte range of a big array (stream/parallel.py)."""
-    from ..parallel import _Slice
-
-    raw.seek(span.start)
-    items = CoreItems(raw.read, file, container, span.position, start=span.start, first=False,
-                      limit=span.end)
-    items._raw, items._span = raw, span
-    items._fallback = lambda at, pending: ijson.items(_Slice(items, at), "item", use_float=True)
-    return items
