@@ -166,7 +166,8 @@ fn capsules<'py>(py: Python<'py>, sa: StructArray) -> PyResult<Bound<'py, PyTupl
 #[allow(clippy::too_many_arguments)]
 fn convert<'py>(py: Python<'py>, data: &[u8], file: &str, position: i64, container: &str,
                 array: bool, eof: bool, first: bool, limit: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
-    let result = catch_unwind(AssertUnwindSafe(|| {
+    // the GIL is released while parsing: Python writes the previous batches meanwhile
+    let result = py.detach(|| catch_unwind(AssertUnwindSafe(|| {
         let mut r = run(data, file, position, container, array, eof, first, limit);
         let rows = r.out.marks().iter().sum::<usize>();
         let tables = if rows > 0 {
@@ -175,7 +176,7 @@ fn convert<'py>(py: Python<'py>, data: &[u8], file: &str, position: i64, contain
             None
         };
         (r.status, r.consumed, r.tasks, r.declined, tables, r.out.misuse.0)
-    }));
+    })));
     let (status, consumed, tasks, declined, tables, misuse) = match result {
         Ok(x) => x,
         Err(panic) => {

@@ -13,6 +13,8 @@ reader converts everything.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from typing import Callable, Iterator
 
 import ijson
@@ -80,13 +82,72 @@ class CoreItems(ArrayItems):
         self.offset = start
 
     def _items(self) -> Iterator[object]:
+        """The steps of `_steps`, the later ones computed by a thread one step ahead (the
+        core releases the GIL while it parses, so parsing overlaps writing the previous
+        batches); a stream done in one step (a per-task file) starts no thread."""
+        steps = self._steps()
+        step = next(steps, None)
+        if step is None:
+            return
+        kind, value, offset, last = step
+        if kind == "rest":
+            yield from value
+            return
+        self.offset = offset
+        yield value
+        if last:
+            return
+        q: queue.Queue = queue.Queue(maxsize=1)
+        stop = threading.Event()
+
+        def put(item: tuple) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    pass
+            return False
+
+        def produce() -> None:
+            try:
+                for step in steps:
+                    if not put(step) or step[0] == "rest":
+                        return
+            except BaseException as exc:  # raised where the Python reader would raise it
+                put(("raise", exc, None, True))
+            else:
+                put(("done", None, None, True))
+
+        thread = threading.Thread(target=produce, name="annostream-core", daemon=True)
+        thread.start()
+        try:
+            while True:
+                kind, value, offset, _ = q.get()
+                if kind == "raise":
+                    raise value
+                if kind == "done":
+                    return
+                if kind == "rest":
+                    yield from value
+                    return
+                self.offset = offset
+                yield value
+        finally:
+            stop.set()
+            thread.join()
+
+    def _steps(self) -> Iterator[tuple]:
+        """(kind, value, offset, last): ('item', a CoreBatch or a declined task's object,
+        the offset of what follows or of the task), or ('rest', the rest of the elements
+        from ijson) as the last step."""
         buf, base, eof, first = b"", self._start, False, self._first and self._array
         if first:
             head = self._read(FEED)
             at = len(head) - len(head.lstrip(WHITESPACE))
             if head[at:at + 1] != b"[" or first_key(head, at + 1) is None:
                 # not an array of objects: ijson reads it all, as ArrayItems does
-                yield from self._ijson(0, head, b"")
+                yield "rest", self._ijson(0, head, b""), None, True
                 return
             buf, base = head[at + 1:], at + 1
         position, want = self._position, FEED
@@ -103,46 +164,42 @@ class CoreItems(ArrayItems):
                     buf, self._file, position, self._container, self._array, eof, first, limit)
             except RuntimeError as exc:
                 raise AnnostreamError(f"{exc}; set {ENGINE}=python to convert without it") from exc
+            garbage = None  # bytes after the closing bracket of a whole array, ijson says why
+            if status == "end" and self._limit is None and self._array:
+                tail, at = buf[used:], base + used
+                while not tail.lstrip(WHITESPACE) and not eof:  # read to the end first, as
+                    chunk = self._read(FEED)  # ArrayItems does before its last element
+                    eof = not chunk
+                    if chunk:
+                        at, tail = at + len(tail), chunk
+                if tail.lstrip(WHITESPACE):
+                    garbage = self._ijson(at - 1, b"]" + tail, b"[")
+            end = status == "end" and garbage is None
             if batches is not None:
-                yield CoreBatch(_tables(batches), tasks)
+                yield "item", CoreBatch(_tables(batches), tasks), base + used, end and declined is None
                 position += tasks
             if used or declined or tasks:
                 first = False
             if declined is not None:
                 s, e = declined
-                self.offset = base + s
                 try:
                     obj = decode(buf[s:e])
                 except ERRORS:
-                    yield from self._fallback(base + s, buf[s:])
+                    yield "rest", self._fallback(base + s, buf[s:]), None, True
                     return
-                yield obj
+                yield "item", obj, base + s, end
                 position += 1
             if status == "error":
-                yield from self._fallback(base + used, buf[used:])
+                yield "rest", self._fallback(base + used, buf[used:]), None, True
                 return
             buf, base = buf[used:], base + used
-            self.offset = base
             if status == "end":
-                if self._limit is None and self._array:  # nothing but space may follow
-                    yield from self._trailing(base, buf)
+                if garbage is not None:
+                    yield "rest", garbage, None, True
                 return
             more = status == "more"
             # one element bigger than FEED: grow geometrically rather than parse it again and again
             want = max(FEED, 2 * len(buf)) if more else FEED
-
-    def _trailing(self, base: int, buf: bytes) -> Iterator[object]:
-        rest = buf.lstrip(WHITESPACE)
-        while not rest:
-            chunk = self._read(FEED)
-            if not chunk:
-                return
-            base += len(buf)
-            buf = chunk
-            rest = buf.lstrip(WHITESPACE)
-        # ijson reads `[]` + the rest and reports the extra data as the Python reader does
-        yield from self._ijson(base - 1, b"]" + buf, b"[")
-
 
     def _values(self, start: int, pending: bytes) -> Iterator[object]:
         """The rest of a stream of objects from `start` on, read by ijson as the Python
