@@ -182,5 +182,6 @@ def _manifest(stats: _Inputs, rows: dict[str, int], started: str, seconds: float
             "started_at": runs[0]["started_at"], "finished_at": run["finished_at"],
             "inputs": [i for r in runs for i in r["inputs"]], "rows": totals,
             "skipped_tasks": sum(r.get("skipped_count", len(r["skipped_tasks"])) for r in runs),
-            "engine": {e: sum(r.get("engine", {}).get(e, 0) for r in runs) for e in ("core", "python")},
+            "engine": {e: sum(r.get("engine", {}).get(e, 0) for r in runs)
+                       for e in ("core", "python")},
             "runs": runs}

@@ -61,14 +61,14 @@ class Span:
     def items(self, raw: BinaryIO) -> SpanItems:
         return SpanItems(self, raw)
 
-    def core_items(self, raw, file: str, container: str) -> CoreItems:
+    def core_items(self, raw: BinaryIO, file: str, container: str) -> CoreItems:
         """The span's tasks through the compiled core (stream/formats/core.py); what it
         cannot parse goes to ijson as in `SpanItems`."""
         raw.seek(self.start)
         items = CoreItems(raw.read, file, container, self.position, start=self.start,
                           first=False, limit=self.end)
-        items._raw, items._span = raw, self
-        items._fallback = lambda at, pending: ijson.items(_Slice(items, at), "item", use_float=True)
+        items._fallback = lambda at, pending: ijson.items(_Slice(items, raw, self.end, at),
+                                                          "item", use_float=True)
         return items
 
 
@@ -96,7 +96,8 @@ class SpanItems:
         try:
             value, start, nxt = next(self._it)
         except Fallback as fb:
-            self._rest = ijson.items(_Slice(self, fb.start), "item", use_float=True)
+            rest = _Slice(self, self._raw, self._span.end, fb.start)
+            self._rest = ijson.items(rest, "item", use_float=True)
             return next(self._rest)
         self.offset = start
         if self._span.end is not None and nxt is not None and nxt > self._span.end:
@@ -109,8 +110,9 @@ class _Slice:
     """`[` + the span's bytes from `start` on (its trailing separator cut) + `]`: the rest of
     the span as one JSON array, for ijson; keeps `items.offset` near the byte ijson is at."""
 
-    def __init__(self, items: SpanItems, start: int) -> None:
-        self._items, self._raw, self._end = items, items._raw, items._span.end
+    def __init__(self, items: SpanItems | CoreItems, raw: BinaryIO, end: int | None,
+                 start: int) -> None:
+        self._items, self._raw, self._end = items, raw, end
         self._raw.seek(start)
         self._at = start
         self._parts = [b"["]

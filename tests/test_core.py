@@ -9,7 +9,6 @@ return or raise a clean exception, never crash the interpreter.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import tempfile
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import ROOT, SAMPLES, read_tables
+from conftest import SAMPLES, load_script, read_tables
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_errors import BAD, bad_file
@@ -32,9 +31,7 @@ from stream.tables import TABLES
 pytestmark = pytest.mark.skipif(core.annostream_core is None,
                                 reason="the compiled core is not built (make builds it)")
 
-_spec = importlib.util.spec_from_file_location("generate_export", ROOT / "scripts" / "generate_export.py")
-gen = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gen)
+gen = load_script("generate_export")
 
 JSON_COLUMNS = {"data", "meta", "value", "extra", "attributes"}
 
@@ -77,7 +74,7 @@ def both(inputs: list, out: Path, **kwargs) -> tuple[dict, dict]:
     for name in (None, "python"):
         folder = out / (name or "core")
         with engine(name):
-            manifests.append(convert([str(i) for i in inputs], folder, **kwargs))
+            manifests.append(convert([str(i) for i in inputs], folder, **kwargs).manifest)
         tables.append(read_tables(folder))
     assert_same(tables[0], tables[1])
     assert manifests[1]["engine"] == {"core": 0, "python": manifests[1]["rows"]["tasks"]}

@@ -265,7 +265,7 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
                 position += obj.tasks
                 stats.core += obj.tasks
                 out.maybe_flush()
-                if tick is not None:
+                if tick is not None and reader.counter is not None:
                     tick(reader.counter.count)
                 continue
             marks = out.mark()

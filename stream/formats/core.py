@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import ijson
 import pyarrow as pa
@@ -176,7 +176,8 @@ class CoreItems(ArrayItems):
                     garbage = self._ijson(at - 1, b"]" + tail, b"[")
             end = status == "end" and garbage is None
             if batches is not None:
-                yield "item", CoreBatch(_tables(batches), tasks), base + used, end and declined is None
+                batch = CoreBatch(_tables(batches), tasks)
+                yield "item", batch, base + used, end and declined is None
                 position += tasks
             if used or declined or tasks:
                 first = False
