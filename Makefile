@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CORE_STAMP := $(VENV)/.core-stamp
 CORE_SRC := $(wildcard core/src/*.rs) core/Cargo.toml core/Cargo.lock core/pyproject.toml
+# A real Label Studio server for the tests, in its own venv (its dependencies never meet ours)
+LS_VENV ?= .venv-ls
+LS_VERSION ?= 1.23.2
+LS_STAMP := $(LS_VENV)/.installed-$(LS_VERSION)
 
 .PHONY: demo test lint bench clean
 
@@ -23,6 +27,13 @@ $(CORE_STAMP): $(STAMP) $(CORE_SRC)
 	else echo "no Rust toolchain (cargo): the pure-Python engine converts"; fi
 	touch $(CORE_STAMP)
 
+$(LS_STAMP):
+	rm -rf $(LS_VENV)
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --quiet 'label-studio==$(LS_VERSION)'
+	touch $(LS_STAMP)
+
 demo: $(STAMP) $(CORE_STAMP)
 	rm -rf demo_out
 	$(BIN)/annostream convert sample_data/ -o demo_out/
@@ -33,8 +44,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check stream tests scripts
 	$(BIN)/mypy
 
-test: $(STAMP) $(CORE_STAMP)
-	$(BIN)/python -m pytest -q
+test: $(STAMP) $(CORE_STAMP) $(LS_STAMP)
+	ANNOSTREAM_LABEL_STUDIO=$(LS_VENV)/bin/label-studio $(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache core/target
+	rm -rf $(VENV) $(LS_VENV) demo_out .pytest_cache core/target

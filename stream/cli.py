@@ -53,6 +53,7 @@ def executor_options(fn: Callable) -> Callable:
 def main(debug: bool) -> None:
     """Stream Label Studio and Dataloop exports into Parquet tables and query them with DuckDB."""
     logging.basicConfig(format="annostream: %(message)s", level=logging.INFO)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retries are ours to report
 
 
 @main.command()

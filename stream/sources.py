@@ -30,6 +30,7 @@ MAGIC = {
     b"\x28\xb5\x2f\xfd": "zstd",
 }
 ZIP_MAGIC = b"PK\x03\x04"
+SERVER_SCHEMES = ("labelstudio+http://", "labelstudio+https://")  # see labelstudio_api.py
 
 
 @dataclass(slots=True)
@@ -279,12 +280,17 @@ def iter_sources(inputs: list[str]) -> Iterator[Source]:
     """Expand the user's inputs into streams, in a deterministic order.
 
     A folder yields its files recursively in sorted path order (hidden files skipped); a zip
-    yields its members the same way; '-' is standard input. Lazy: a folder of a million
+    yields its members the same way; '-' is standard input; a `labelstudio+http(s)://` URI
+    yields one stream per project it names (stream/labelstudio_api.py). Lazy: a folder of a million
     files is never listed whole.
     """
     for given in inputs:
         if given == "-":
             yield Source("<stdin>", None, lambda: sys.stdin.buffer, given)
+            continue
+        if given.startswith(SERVER_SCHEMES):  # a Label Studio server: its projects' tasks
+            from .labelstudio_api import sources as server_sources
+            yield from server_sources(given)
             continue
         path = Path(given)
         if not path.exists():

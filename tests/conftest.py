@@ -78,3 +78,15 @@ def ray_cluster(tmp_path_factory) -> Iterator:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """One real Label Studio server for the whole session (tests/labelstudio_server.py)."""
+    from labelstudio_server import start, stop
+
+    server, proc = start(tmp_path_factory.mktemp("label-studio"))
+    try:
+        yield server
+    finally:
+        stop(proc)
