@@ -25,17 +25,19 @@ import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import orjson
 import urllib3
 
-from . import __version__
+from ._version import __version__
 from .errors import InputError
 from .formats.common import dumps
-from .sources import CHUNK, SERVER_SCHEMES, Source
 
 log = logging.getLogger("annostream")
+
+SCHEMES = ("labelstudio+http://", "labelstudio+https://")
+CHUNK = 1 << 16
 
 TOKEN_ENV = "LABEL_STUDIO_API_KEY"
 PAGE_SIZE = 500
@@ -60,7 +62,7 @@ ANNOTATION_ORDER = ("id", "completed_by", "result", "was_cancelled", "ground_tru
 
 
 def is_uri(arg: str) -> bool:
-    return arg.startswith(SERVER_SCHEMES)
+    return arg.startswith(SCHEMES)
 
 
 @dataclass(frozen=True)
@@ -254,7 +256,8 @@ def _ordered(obj: dict, order: tuple[str, ...]) -> dict:
 def export_shape(task: dict) -> dict:
     """A task of the task API as the JSON export writes it (docs/labelstudio-pull.md):
     export key order, `updated_by` as the user id rather than the Data Manager's
-    [{"user_id": id}]; keys only the API gives stay, and land in `extra`."""
+    [{"user_id": id}]; keys only the API gives stay (they land in `extra`), but for the
+    annotations' request-relative `created_ago`."""
     t = _ordered(task, TASK_ORDER)
     by = t.get("updated_by")
     if type(by) is list and len(by) <= 1 and all(type(u) is dict and set(u) == {"user_id"}
@@ -262,38 +265,82 @@ def export_shape(task: dict) -> dict:
         t["updated_by"] = by[0]["user_id"] if by else None
     anns = t.get("annotations")
     if type(anns) is list:
-        t["annotations"] = [_ordered(a, ANNOTATION_ORDER) if type(a) is dict else a for a in anns]
+        t["annotations"] = [_annotation(a) if type(a) is dict else a for a in anns]
     return t
 
 
+def _annotation(a: dict) -> dict:
+    """An annotation in export key order, without `created_ago` ("3 minutes"): the API renders
+    created_at relative to the request's time, which would make every pull of an unchanged
+    annotation differ (the export has no such key for annotations)."""
+    a = _ordered(a, ANNOTATION_ORDER)
+    a.pop("created_ago", None)
+    return a
+
+
 # -- paging -------------------------------------------------------------------------------------
-def _query(after: int) -> str:
-    """Data Manager query: tasks with id > after, by id (keyset pagination)."""
+LISTING_PAGE = 5000  # (id, updated_at) pairs per request of a listing
+IDS_PER_REQUEST = 200  # task ids named in one request's query (it travels in the URL)
+
+
+def _query(after: int = 0, ids: list[int] | None = None) -> str:
+    """Data Manager query, by id: tasks with id > after (keyset pagination), or these ids."""
     q: dict = {"ordering": ["tasks:id"]}
-    if after:
+    if ids is not None:
+        q["selectedItems"] = {"all": False, "included": ids}
+    elif after:
         q["filters"] = {"conjunction": "and", "items": [
             {"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
              "value": after}]}
     return json.dumps(q, separators=(",", ":"))
 
 
+def _tasks(client: Client, project: int, size: int, query: str, **params: str) -> tuple[list, int]:
+    """One page of the task API: its tasks and the number of tasks the query matches."""
+    page = client.get_json("/api/tasks/", {"project": project, "page": 1, "page_size": size,
+                                           "resolve_uri": "false", "query": query, **params})
+    tasks = page.get("tasks") if isinstance(page, dict) else None
+    if not isinstance(tasks, list):
+        raise InputError(client.target.uri(project), "the task API answered without a "
+                                                     "'tasks' list: not a Label Studio 1.x "
+                                                     "server?")
+    return tasks, page.get("total") or 0
+
+
 def task_pages(client: Client, project: int, after: int = 0) -> Iterator[tuple[list, int]]:
     """Pages of export-shaped tasks with id > `after`, in id order, one request each, with the
-    number of tasks left at the first page (for progress). Ends at an empty or short page."""
+    number of tasks left (for progress). Ends at a short page."""
     size = client.target.page_size
     while True:
-        page = client.get_json("/api/tasks/", {
-            "project": project, "page": 1, "page_size": size, "fields": "all",
-            "resolve_uri": "false", "query": _query(after)})
-        tasks = page.get("tasks") if isinstance(page, dict) else None
-        if not isinstance(tasks, list):
-            raise InputError(client.target.uri(project), "the task API answered without a "
-                                                         "'tasks' list: not a Label Studio 1.x "
-                                                         "server?")
-        yield [export_shape(t) for t in tasks], page.get("total") or 0
+        tasks, left = _tasks(client, project, size, _query(after), fields="all")
+        yield [export_shape(t) for t in tasks], left
         if len(tasks) < size:
             return
         after = tasks[-1]["id"]
+
+
+def tasks_by_id(client: Client, project: int, ids: list[int]) -> list[dict]:
+    """The export-shaped tasks of these ids (at most IDS_PER_REQUEST), in id order; a task
+    deleted meanwhile is missing."""
+    tasks, _ = _tasks(client, project, len(ids), _query(ids=ids), fields="all")
+    return [export_shape(t) for t in tasks]
+
+
+def listing(client: Client, project: int) -> Iterator[list[dict]]:
+    """Pages of {id, updated_at} of every task of the project, in id order: what changed
+    and what is gone, at a fraction of the cost of the tasks."""
+    after = 0
+    while True:
+        tasks, _ = _tasks(client, project, LISTING_PAGE, _query(after), include="id,updated_at")
+        yield tasks
+        if len(tasks) < LISTING_PAGE:
+            return
+        after = tasks[-1]["id"]
+
+
+def page_bytes(tasks: list[dict]) -> bytes:
+    """Tasks as the elements of a JSON array, comma-separated (no brackets)."""
+    return b",".join(dumps(t).encode() for t in tasks)
 
 
 class PullStream:
@@ -327,9 +374,8 @@ class PullStream:
         tasks, left = page
         if self.total is None:
             self.total = left
-        parts = [dumps(t).encode() for t in tasks]
-        if parts:
-            self._buf += (b"" if self._first else b",") + b",".join(parts)
+        if tasks:
+            self._buf += (b"" if self._first else b",") + page_bytes(tasks)
             self._first = False
         if self.progress is not None:
             self.progress.add(len(tasks), self.total)
@@ -438,10 +484,20 @@ def project_ids(client: Client) -> Iterator[int]:
         page += 1
 
 
-def sources(given: str) -> Iterator[Source]:
-    """The Source of each project a URI names (one, or every project for '/projects/*')."""
+def projects(given: str) -> Iterator[tuple[str, Callable[[], BinaryIO]]]:
+    """(name, open) of each project a URI names (one, or every project for '/projects/*'):
+    stream/sources.py makes them Sources."""
     target = parse(given)
     client = Client(target)
     ids = [target.project] if target.project is not None else project_ids(client)
     for pid in ids:
-        yield Source(target.uri(pid), None, _Opener(client, pid), given)
+        yield target.uri(pid), _Opener(client, pid)
+
+
+def opener(name: str, given: str) -> Callable[[], BinaryIO]:
+    """A project's open, rebuilt in another process (stream/parallel.py `Item`) from its name
+    and the argument's options; the token comes from that process's environment."""
+    project = parse(name).project
+    if project is None:
+        raise InputError(name, "expected one project's URI")
+    return _Opener(Client(parse(given)), project)

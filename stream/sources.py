@@ -30,7 +30,7 @@ MAGIC = {
     b"\x28\xb5\x2f\xfd": "zstd",
 }
 ZIP_MAGIC = b"PK\x03\x04"
-SERVER_SCHEMES = ("labelstudio+http://", "labelstudio+https://")  # see labelstudio_api.py
+SERVER = "labelstudio+"  # a Label Studio server's URI (stream/labelstudio_api.py)
 
 
 @dataclass(slots=True)
@@ -288,9 +288,10 @@ def iter_sources(inputs: list[str]) -> Iterator[Source]:
         if given == "-":
             yield Source("<stdin>", None, lambda: sys.stdin.buffer, given)
             continue
-        if given.startswith(SERVER_SCHEMES):  # a Label Studio server: its projects' tasks
-            from .labelstudio_api import sources as server_sources
-            yield from server_sources(given)
+        if given.startswith(SERVER):  # a Label Studio server: its projects' tasks
+            from .labelstudio_api import projects
+            for name, open_project in projects(given):
+                yield Source(name, None, open_project, given)
             continue
         path = Path(given)
         if not path.exists():
@@ -313,6 +314,9 @@ def reopen(name: str, input: str, size: int | None, explicit: bool, path: str | 
            member: str | None, archives: dict[str, zipfile.ZipFile]) -> Source:
     """The Source `iter_sources` found, rebuilt from its description in another process; the
     zips of a job are opened once each (`archives`, closed by the caller)."""
+    if path is None and name.startswith(SERVER):
+        from .labelstudio_api import opener
+        return Source(name, size, opener(name, input), input, explicit)
     if path is None:
         raise InputError(name, "standard input can only be read by the local executor")
     if member is None:

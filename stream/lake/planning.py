@@ -25,6 +25,7 @@ class Batch:
     files: list[InputFile]
     fingerprint: str = ""
     id: str = ""
+    extra: dict = field(default_factory=dict)  # more keys of its ledger entry (a pull's)
 
     def __post_init__(self) -> None:
         if len(self.files) == 1:

@@ -79,12 +79,25 @@ def _register(con: duckdb.DuckDBPyConnection, lk: Lake) -> None:
     con.execute("CREATE OR REPLACE VIEW _lake_live AS SELECT * FROM (VALUES "
                 + (rows or "(NULL, NULL, NULL, NULL)") + ") v(source, project_id, batch, seq)"
                 + ("" if rows else " WHERE false"))
+    # tasks a live pull found deleted on the server (stream/lake/pull.py): a task row older
+    # than its tombstone is not the latest state
+    by_batch = {e["batch"]: e for e in committed}
+    gone = ", ".join(f"({literal(s)}, {literal(p)}, {literal(t)}, {n})" for s, p, b, n in live
+                     for t in (by_batch[b].get("pull") or {}).get("deleted", []))
+    con.execute("CREATE OR REPLACE VIEW _lake_deleted AS SELECT * FROM (VALUES "
+                + (gone or "(NULL, NULL, NULL, NULL)") + ") v(source, project_id, task_id, seq)"
+                + ("" if gone else " WHERE false"))
     con.execute("CREATE SCHEMA IF NOT EXISTS latest")
     con.execute("""CREATE OR REPLACE VIEW latest.tasks AS
-        SELECT t.* FROM main.tasks t JOIN _lake_live l ON t.batch = l.batch
-            AND t.source = l.source AND t.project_id IS NOT DISTINCT FROM l.project_id
-        QUALIFY row_number() OVER (PARTITION BY t.source, t.project_id, t.task_id
-            ORDER BY t.updated_at DESC NULLS LAST, l.seq DESC, t.file DESC, t.position DESC) = 1""")
+        SELECT * EXCLUDE (_seq) FROM (
+            SELECT t.*, l.seq AS _seq FROM main.tasks t JOIN _lake_live l ON t.batch = l.batch
+                AND t.source = l.source AND t.project_id IS NOT DISTINCT FROM l.project_id
+            QUALIFY row_number() OVER (PARTITION BY t.source, t.project_id, t.task_id
+                ORDER BY t.updated_at DESC NULLS LAST, l.seq DESC, t.file DESC,
+                         t.position DESC) = 1) k
+        WHERE NOT EXISTS (SELECT 1 FROM _lake_deleted d WHERE d.source = k.source
+            AND d.project_id IS NOT DISTINCT FROM k.project_id AND d.task_id = k.task_id
+            AND d.seq > k._seq)""")
     # a child follows its own task row, (file, task_position), since task ids may repeat
     # within a batch; child rows of batches written before those columns follow the task id
     for table in TABLES:

@@ -29,6 +29,7 @@ from ..tables import SCHEMA_VERSION, TABLES
 from .failpoints import failpoint
 from .inputs import InputFile
 from .planning import Batch, IngestReport, plan_batches
+from .pull import is_server, pull_batches
 from .storage import (
     LAST_RUN,
     META,
@@ -85,12 +86,17 @@ def _ingest(inputs: Sequence[str | os.PathLike], lk: Lake, snapshot: Snapshot,
         meta = _init(lk, format)
         entries = lk.ledger()
         check_schema(lk, entries)
+        args = [os.fspath(i) for i in inputs]
         with _run_dir(lk) as run_dir:
-            batches = plan_batches([os.fspath(i) for i in inputs], snapshot,
+            batches = plan_batches([a for a in args if not is_server(a)], snapshot,
                                    committed_entries(entries), run_dir, report, say)
-            for batch in batches:
+            pulls = pull_batches([a for a in args if is_server(a)], lk,
+                                 committed_entries(entries), report, say)
+            for batch, pulled in [(b, None) for b in batches] + pulls:
                 entry = _ingest_batch(lk, meta["format"], batch, run_dir, on_error, batch_rows,
                                       progress)
+                if pulled is not None:  # committed: its pages are no longer needed
+                    shutil.rmtree(pulled.path, ignore_errors=True)
                 report.ingested.append(entry)
                 rows = ", ".join(f"{t} {n:,}" for t, n in entry["rows"].items())
                 say(f"ingested {entry['input']} ({entry['kind']} snapshot) as batch "
@@ -192,7 +198,7 @@ def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: OnE
              "files": [{"name": f.name, "size": f.size, "mtime": f.mtime, "sha256": f.sha256}
                        for f in batch.files],
              "schema_version": SCHEMA_VERSION, "format": fmt, "tool_version": __version__,
-             "started_at": started}
+             "started_at": started, **batch.extra}
     try:
         result = convert([f.local_path for f in batch.files], stage / "converted",
                            on_error=on_error, progress=progress,
@@ -214,6 +220,8 @@ def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: OnE
                 f"{literal(str(converted / 'tasks' / '*.parquet'))})")
     partitions = con.execute("SELECT DISTINCT source, project_id FROM _tasks "
                              "ORDER BY ALL").fetchall()
+    if "pull" in batch.extra and not partitions:  # only deletions: the batch is the project's
+        partitions = [tuple(batch.extra["pull"]["partition"])]
     entry["partitions"] = [list(p) for p in partitions]
     if fmt == "delta":
         _write_delta(lk, con, batch.id, converted, renames, entry)
