@@ -17,6 +17,7 @@ never printed, logged, or part of a name we store.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -24,8 +25,9 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, TextIO
 
 import orjson
 import urllib3
@@ -205,7 +207,7 @@ class Client:
 
     def _check(self, r: urllib3.BaseHTTPResponse, path: str) -> None:
         if r.status < 400:
-            if 300 <= r.status:
+            if r.status >= 300:
                 raise InputError(self.target.uri(), f"{self._shown(path)} redirects "
                                  f"(HTTP {r.status}) to {r.headers.get('Location')}: use that "
                                  "URL (with https:// if it is one)")
@@ -217,10 +219,8 @@ class Client:
         if detail is None:
             detail = "server error" if r.status >= 500 else "request refused"
             text = r.data[:300].decode("utf-8", "replace")  # bounded: a short excerpt
-            try:
+            with contextlib.suppress(ValueError, AttributeError):
                 text = str(json.loads(r.data).get("detail", text))  # bounded: an error body
-            except (ValueError, AttributeError):
-                pass
             detail += f": {' '.join(text.split())[:200]}"
         r.release_conn()
         raise InputError(self.target.uri(), f"HTTP {r.status} from {self._shown(path)}: "
@@ -346,7 +346,7 @@ def page_bytes(tasks: list[dict]) -> bytes:
 class PullStream:
     """A project's tasks as one JSON array, read a page at a time (file-like `read`)."""
 
-    def __init__(self, client: Client, project: int, progress: "PullProgress | None" = None
+    def __init__(self, client: Client, project: int, progress: PullProgress | None = None
                  ) -> None:
         self.client, self.project, self.progress = client, project, progress
         self.total: int | None = None
@@ -389,7 +389,7 @@ class PullStream:
 class PullProgress:
     """'tasks fetched of total, tasks/s' on stderr, redrawn per page (a terminal only)."""
 
-    def __init__(self, name: str, stream=sys.stderr) -> None:
+    def __init__(self, name: str, stream: TextIO = sys.stderr) -> None:
         self.name, self.stream = name, stream
         self.enabled = stream.isatty()
         self.done, self.start = 0, time.monotonic()

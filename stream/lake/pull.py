@@ -22,10 +22,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -189,7 +189,8 @@ def _diff(client: ls.Client, project: int, uri: str, folder: PullFolder, lk: Lak
                           ON l.task_id = CAST(s.id AS VARCHAR)
                           WHERE l.task_id IS NULL OR l.us IS DISTINCT FROM s.updated_us
                           ORDER BY s.id) TO {literal(str(changed))} (FORMAT parquet)""")
-    n = con.execute(f"SELECT count(*) FROM read_parquet({literal(str(changed))})").fetchone()[0]
+    (n,) = con.execute(f"SELECT count(*) FROM read_parquet({literal(str(changed))})"
+                       ).fetchall()[0]
     pull.deleted = [r[0] for r in con.execute(
         "SELECT task_id FROM lake_tasks WHERE task_id NOT IN "
         "(SELECT CAST(id AS VARCHAR) FROM server) ORDER BY TRY_CAST(task_id AS BIGINT), task_id"
@@ -218,13 +219,13 @@ def _changed_pages(client: ls.Client, project: int, folder: PullFolder, after: i
 
 def _batch(pull: Pull, folder: PullFolder) -> Batch:
     sha = hashlib.sha256()
-    with open(folder.tasks, "rb") as f:
-        while chunk := f.read(ls.CHUNK):
+    with open(folder.tasks, "rb") as raw:
+        while chunk := raw.read(ls.CHUNK):
             sha.update(chunk)
     size = folder.tasks.stat().st_size
-    f = InputFile(pull.uri, "", size, None, None, str(folder.tasks), sha.hexdigest(),
-                  str(folder.tasks), "array")
-    batch = Batch(pull.uri, pull.mode, [f])
+    batch = Batch(pull.uri, pull.mode, [InputFile(pull.uri, "", size, None, None,
+                                                  str(folder.tasks), sha.hexdigest(),
+                                                  str(folder.tasks), "array")])
     batch.id = f"{now().strftime('%Y%m%dT%H%M%SZ')}-{batch.fingerprint[:12]}"
     batch.extra = {"pull": {"uri": pull.uri, "mode": pull.mode, "tasks": pull.tasks,
                             "deleted": pull.deleted,
