@@ -11,6 +11,7 @@ import click
 
 from ._version import __version__
 from .convert import convert as convert_exports
+from .depth import HIGHEST_DEPTH, MAX_DEPTH
 from .errors import AnnostreamError
 from .executors import EXECUTORS
 from .modes import ConvertMode, ExportFormat, LakeFormat, OnError, Snapshot, choices
@@ -73,11 +74,14 @@ def main(debug: bool) -> None:
               help="Processes to use [default: number of cores]. Big uncompressed JSON arrays "
                    "are split into byte ranges; the output is the same as with 1.")
 @executor_options
+@click.option("--max-depth", type=click.IntRange(1, HIGHEST_DEPTH), default=MAX_DEPTH,
+              show_default=True, help="Input nested deeper than this many levels is bad input "
+                                      "(it would cost memory beyond the value itself).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @_errors
 def convert(inputs: tuple[str, ...], output: str, mode: ConvertMode | None, on_error: OnError,
             batch_rows: int, workers: int | None, executor: str, address: str | None,
-            quiet: bool) -> None:
+            max_depth: int, quiet: bool) -> None:
     """Convert exports (files, folders, zips, .gz/.bz2/.xz/.zst, '-' for stdin) into Parquet.
 
     \b
@@ -86,7 +90,8 @@ def convert(inputs: tuple[str, ...], output: str, mode: ConvertMode | None, on_e
     """
     result = convert_exports(list(inputs), output, mode=mode or "new", on_error=on_error,
                              batch_rows=batch_rows, progress=not quiet and sys.stderr.isatty(),
-                             workers=workers, executor=executor, address=address)
+                             workers=workers, executor=executor, address=address,
+                             max_depth=max_depth)
     if not quiet:
         run = result.run
         size = sum(i["size"] for i in run["inputs"])

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from ._version import __version__
 from .buffers import DEFAULT_BATCH_ROWS
+from .depth import MAX_DEPTH, check_limit
 from .errors import InputError
 from .executors import Executor, InProcess, executor_for
 from .formats import SKIPPED_LISTED, FileStats
@@ -63,7 +64,7 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
             mode: ConvertMode = "new", on_error: OnError = "fail",
             batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False,
             workers: int | None = None, range_bytes: int = RANGE_BYTES, executor: Any = None,
-            address: str | None = None) -> ConversionResult:
+            address: str | None = None, max_depth: int = MAX_DEPTH) -> ConversionResult:
     """Convert exports into `output`/<table>/*.parquet; returns what was written (the
     manifest, also in `output`/_manifest.json).
 
@@ -74,8 +75,10 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     variable), or an Executor, `distributed.Client` or Ray context (stream/executors.py).
     Big uncompressed JSON arrays are split into byte ranges of about `range_bytes`, other
     inputs are grouped (stream/parallel.py); the rows are the same whatever runs them.
+    max_depth: input nested deeper than this is bad input (1 to 800; stream/depth.py).
     """
     check("on_error", on_error, OnError)
+    check_limit(max_depth)
     started, t0 = _now(), time.monotonic()
     names = [os.fspath(i) for i in inputs]
     out = OutputFolder(output, mode)
@@ -84,10 +87,14 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
         if "-" in names and executor in (None, "local"):
             executor = InProcess()  # standard input is there for this process only
         with _lean_process(), executor_for(executor, address, workers) as ex:
-            rows = _run(names, out, ex, on_error, batch_rows, progress, range_bytes, stats)
-        empty = [n for n in dict.fromkeys(names) if n not in stats.inputs]
-        if empty:  # a mistyped path in a cron job must not give empty tables and exit 0
-            raise InputError(empty[0], "no input files found in this folder or zip")
+            rows = _run(names, out, ex, on_error, batch_rows, progress, range_bytes, stats,
+                        max_depth)
+        for n in dict.fromkeys(names):  # a mistyped path in a cron job must not give empty
+            if n not in stats.inputs:  # tables and exit 0
+                raise InputError(n, "no input files found in this folder or zip")
+            if n not in stats.json:
+                raise InputError(n, f"no JSON file found in this folder or zip "
+                                    f"({stats.inputs[n]['files']} file(s), none of them JSON)")
         manifest = _manifest(stats, rows, started, time.monotonic() - t0, out)
         out.commit(manifest, stats.parts)
         return ConversionResult(out.folder, manifest)
@@ -97,10 +104,11 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
 
 
 def _run(names: list[str], out: OutputFolder, ex: Executor, on_error: OnError, batch_rows: int,
-         progress: bool, range_bytes: int, stats: _Inputs) -> dict[str, int]:
+         progress: bool, range_bytes: int, stats: _Inputs, max_depth: int) -> dict[str, int]:
     """Plan, run the jobs on `ex`, and add up their results in input order."""
     jobs = plan(iter_sources(names), ex, range_bytes, stage=str(out.stage),
-                prefix=out.part_prefix(), batch_rows=batch_rows, on_error=on_error)
+                prefix=out.part_prefix(), batch_rows=batch_rows, on_error=on_error,
+                max_depth=max_depth)
     fn: Any = run_job
     bar = None
     if ex.ships:
@@ -131,6 +139,7 @@ class _Inputs:
 
     def __init__(self) -> None:
         self.inputs: dict[str, dict] = {}
+        self.json: set[str] = set()  # inputs with at least one JSON file
         self.skipped: list[dict] = []
         self.skipped_count = 0
         self.parts: set[str] = set()  # the jobs' part files (see OutputFolder.commit)
@@ -144,6 +153,8 @@ class _Inputs:
             entry["size"] += f.size or 0
             entry["files"] += 1
         entry["tasks"] += f.tasks
+        if f.platform:
+            self.json.add(f.input)
         fmt = f"{f.platform}/{f.container}" if f.platform else "skipped (not JSON)"
         if fmt not in entry["formats"]:
             entry["formats"].append(fmt)

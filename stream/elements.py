@@ -21,16 +21,19 @@ from collections.abc import Callable, Iterator
 import ijson
 import msgspec
 
+from .depth import MAX_DEPTH, Depth, Limited, TooDeep, too_deep
+from .numbers import decode
+
 WS = rb"[ \t\r\n]*"
 CHUNK = 1 << 22
-MAX_PENDING = 1 << 26  # bytes of one element without a proven end before ijson takes over
+MAX_PENDING = 1 << 26  # bytes of one element without a proven end before its depth is tracked
 MAX_TRIES = 64  # failed parses of one element before ijson takes over
 RESCAN = 4096  # bytes before the end of the buffer searched again after reading more
 OPENING = re.compile(WS + rb'\{' + WS + rb'("(?:[^"\\]|\\.)*")' + WS + b":")
 WHITESPACE = b" \t\r\n"
 
-decode = msgspec.json.Decoder().decode
-ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)  # invalid UTF-8 too
+# invalid UTF-8 too; RecursionError: msgspec nests no deeper than Python's stack allows
+ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
 
 
 class _Skip(msgspec.Struct):
@@ -48,9 +51,11 @@ class Fallback(Exception):
         self.start, self.pending = start, pending
 
 
-def separator(key: bytes) -> re.Pattern:
-    """Candidate ends: `}` `,` and the next element's opening up to its first key's colon."""
-    return re.compile(rb"\}" + WS + b"," + WS + rb"(\{" + WS + re.escape(key) + WS + b":)")
+def separator(key: bytes, array: bool = True) -> re.Pattern:
+    """Candidate ends: `}` `,` and the next element's opening up to its first key's colon
+    (no `,` between the top-level values of a stream of objects)."""
+    comma = WS + b"," if array else b""
+    return re.compile(rb"\}" + comma + WS + rb"(\{" + WS + re.escape(key) + WS + b":)")
 
 
 def first_key(head: bytes, at: int) -> bytes | None:
@@ -60,42 +65,55 @@ def first_key(head: bytes, at: int) -> bytes | None:
 
 
 def elements(read: Callable[[int], bytes], offset: int, sep: re.Pattern, parse: Callable,
-             stop: int | None = None) -> Iterator[tuple[object, int, int | None]]:
+             stop: int | None = None, limit: int = MAX_DEPTH, array: bool = True
+             ) -> Iterator[tuple[object, int, int | None]]:
     """(value, start, next start) for each element, from a stream positioned at an element
-    start (stream offset `offset`); next start is None after the last element of the array.
+    start (stream offset `offset`); next start is None after the last element of the array
+    (`array` False: the last top-level value of a stream of objects).
 
     With `stop`, ends after the first element whose next start is at or past `stop`.
-    Raises Fallback when it cannot prove an end.
+    Raises Fallback when it cannot prove an end, TooDeep when an element nests deeper than
+    `limit`. The buffer grows in place (linear in an element of any size); once an element
+    passes MAX_PENDING bytes its depth is tracked, so that bytes which close it without a
+    proven end (broken input) go to ijson instead of being buffered to the end of the file.
     """
-    buf, base, s, eof = b"", offset, 0, False
+    buf, base, s, eof = bytearray(), offset, 0, False
     while True:
-        scan, dpos, depth, tries = s, s, 0, 0
+        scan, dpos, depth, opens, tries, fed = s, s, 0, 0, 0, 0
+        big: Depth | None = None
         while True:
             m = sep.search(buf, scan)
             if m is None:
                 if eof:
-                    tail = buf[s:].rstrip(WHITESPACE)
-                    if not tail.endswith(b"]"):
-                        raise Fallback(base + s, buf[s:])
+                    tail = bytes(buf[s:]).rstrip(WHITESPACE)
+                    if array and not tail.endswith(b"]"):
+                        raise Fallback(base + s, bytes(buf[s:]))
                     try:
-                        value = parse(tail[:-1])
+                        value = parse(tail[:-1] if array else tail)
                     except ERRORS:
-                        raise Fallback(base + s, buf[s:]) from None
+                        raise Fallback(base + s, bytes(buf[s:])) from None
+                    _limit(tail, base + s, tail.count(b"{") + tail.count(b"["), limit, array)
                     yield value, base + s, None
                     return
-                if len(buf) - s > MAX_PENDING:
-                    raise Fallback(base + s, buf[s:])
+                if big is None and len(buf) - s > MAX_PENDING:
+                    big, fed = Depth(limit, int(array)), s
+                if big is not None:  # too deep, or closed without a proven end: ijson tells
+                    if big.feed(bytes(buf[fed:])) >= 0 or big.closed():
+                        raise Fallback(base + s, bytes(buf[s:]))
+                    fed = len(buf)
                 chunk = read(CHUNK)
                 eof = not chunk
-                scan = max(scan, len(buf) - RESCAN) - s
-                dpos -= s
-                base += s
-                buf = buf[s:] + chunk
-                s = 0
+                scan = max(scan, len(buf) - RESCAN)
+                if s:  # one move per read, not per element
+                    del buf[:s]
+                    base, scan, dpos, fed = base + s, scan - s, dpos - s, fed - s
+                    s = 0
+                buf += chunk
                 continue
             end = m.start() + 1
-            depth += (buf.count(b"{", dpos, end) + buf.count(b"[", dpos, end)
-                      - buf.count(b"}", dpos, end) - buf.count(b"]", dpos, end))
+            o = buf.count(b"{", dpos, end) + buf.count(b"[", dpos, end)
+            opens += o
+            depth += o - buf.count(b"}", dpos, end) - buf.count(b"]", dpos, end)
             dpos = scan = end
             try:
                 if depth != 0:  # nested (an annotation opens like a task), or unbalanced
@@ -108,8 +126,9 @@ def elements(read: Callable[[int], bytes], offset: int, sep: re.Pattern, parse: 
                 if depth == 0:
                     tries += 1
                     if tries > MAX_TRIES:
-                        raise Fallback(base + s, buf[s:]) from None
+                        raise Fallback(base + s, bytes(buf[s:])) from None
                 continue
+            _limit(buf[s:end], base + s, opens, limit, array)
             nxt = m.start(1)
             yield value, base + s, base + nxt
             s = nxt
@@ -118,13 +137,25 @@ def elements(read: Callable[[int], bytes], offset: int, sep: re.Pattern, parse: 
             break
 
 
+def _limit(value: bytes | bytearray, start: int, opens: int, limit: int, array: bool) -> None:
+    """Raise TooDeep if a parsed array element nests deeper than `limit` (counted only when it has
+    more opening brackets than that: most elements cannot be too deep)."""
+    if opens > limit:
+        hit = too_deep(bytes(value), limit, int(array))  # an array's elements are at 1
+        if hit >= 0:
+            raise TooDeep(start + hit, limit)
+
+
 class ArrayItems:
     """Iterator over the elements of a stream holding one JSON array, like
-    `ijson.items(stream, "item", use_float=True)`; `offset` is the byte offset of the current
-    element (near it once ijson has taken over)."""
+    `ijson.items(stream, "item", use_float=True)`, or (`array` False) over the top-level
+    values of a stream of objects (a per-task file, NDJSON), like `ijson.items(stream, "",
+    multiple_values=True)`; `offset` is the byte offset of the current element (near it once
+    ijson has taken over). Either way no parser sees more than `limit` levels of nesting."""
 
-    def __init__(self, read: Callable[[int], bytes]) -> None:
-        self._read = read
+    def __init__(self, read: Callable[[int], bytes], limit: int = MAX_DEPTH,
+                 array: bool = True) -> None:
+        self._read, self._max_depth, self._array = read, limit, array
         self.offset = 0
         self._given = 0  # bytes handed to ijson after a fallback
         self._ijson_base: int | None = None
@@ -140,7 +171,9 @@ class ArrayItems:
         head = self._read(CHUNK)
         at = len(head) - len(head.lstrip(WHITESPACE))
         key = None
-        if head[at:at + 1] == b"[":
+        if not self._array:
+            key = first_key(head, at)
+        elif head[at:at + 1] == b"[":
             at += 1
             key = first_key(head, at)
         if key is None:  # not an array of objects, or an odd first element: ijson reads it all
@@ -153,11 +186,12 @@ class ArrayItems:
             return pending.pop() if pending else self._read(n)
 
         try:
-            for value, start, _ in elements(read, at, separator(key), decode):
+            for value, start, _ in elements(read, at, separator(key, self._array), decode,
+                                            limit=self._max_depth, array=self._array):
                 self.offset = start
                 yield value
         except Fallback as fb:
-            yield from self._ijson(fb.start, fb.pending, b"[")
+            yield from self._ijson(fb.start, fb.pending, b"[" if self._array else b"")
 
     def _ijson(self, start: int, pending: bytes, prefix: bytes) -> Iterator[object]:
         """The rest of the stream, from `start` (an element start, or the stream start with
@@ -182,4 +216,8 @@ class ArrayItems:
                 self.offset = base + self._given
                 return data
 
-        yield from ijson.items(Rest(), "item", use_float=True)
+        rest = Limited(Rest().read, self._max_depth, self._ijson_base)
+        if self._array:
+            yield from ijson.items(rest, "item", use_float=True)
+        else:
+            yield from ijson.items(rest, "", use_float=True, multiple_values=True)

@@ -30,10 +30,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import ijson
 
 from .buffers import TableBuffers
-from .elements import WS, Fallback, check, decode, elements, first_key, separator
+from .depth import MAX_DEPTH, Limited
+from .elements import WS, Fallback, check, elements, first_key, separator
 from .errors import AnnostreamError, InputError
 from .formats import BOM, WHITESPACE, FileStats, Readers, read_source, sniff
 from .formats.core import CoreItems
+from .numbers import decode
 from .progress import Progress
 from .sources import MAGIC, Source, decompressed, open_path, reopen
 from .writer import PartFiles
@@ -58,17 +60,19 @@ class Span:
     position: int
     key: bytes
 
-    def items(self, raw: BinaryIO) -> SpanItems:
-        return SpanItems(self, raw)
+    def items(self, raw: BinaryIO, limit: int = MAX_DEPTH) -> SpanItems:
+        return SpanItems(self, raw, limit)
 
-    def core_items(self, raw: BinaryIO, file: str, container: str) -> CoreItems:
+    def core_items(self, raw: BinaryIO, file: str, container: str,
+                   max_depth: int = MAX_DEPTH) -> CoreItems:
         """The span's tasks through the compiled core (stream/formats/core.py); what it
         cannot parse goes to ijson as in `SpanItems`."""
         raw.seek(self.start)
         items = CoreItems(raw.read, file, container, self.position, start=self.start,
-                          first=False, limit=self.end)
-        items._fallback = lambda at, pending: ijson.items(_Slice(items, raw, self.end, at),
-                                                          "item", use_float=True)
+                          first=False, limit=self.end, max_depth=max_depth)
+        items._fallback = lambda at, pending: ijson.items(
+            Limited(_Slice(items, raw, self.end, at).read, max_depth, at - 1),
+            "item", use_float=True)
         return items
 
 
@@ -80,11 +84,12 @@ class SpanItems:
     the error, exactly as a sequential conversion does.
     """
 
-    def __init__(self, span: Span, raw: BinaryIO) -> None:
+    def __init__(self, span: Span, raw: BinaryIO, limit: int = MAX_DEPTH) -> None:
         raw.seek(span.start)
         self.offset = span.start
-        self._span, self._raw = span, raw
-        self._it = elements(raw.read, span.start, separator(span.key), decode, stop=span.end)
+        self._span, self._raw, self._limit = span, raw, limit
+        self._it = elements(raw.read, span.start, separator(span.key), decode, stop=span.end,
+                            limit=limit)
         self._rest: Iterator[object] | None = None  # ijson over the rest, after a fallback
 
     def __iter__(self) -> SpanItems:
@@ -96,7 +101,8 @@ class SpanItems:
         try:
             value, start, nxt = next(self._it)
         except Fallback as fb:
-            rest = _Slice(self, self._raw, self._span.end, fb.start)
+            rest = Limited(_Slice(self, self._raw, self._span.end, fb.start).read, self._limit,
+                           fb.start - 1)  # `[` first
             self._rest = ijson.items(rest, "item", use_float=True)
             return next(self._rest)
         self.offset = start
@@ -271,6 +277,7 @@ class Job:
     prefix: str
     batch_rows: int
     on_error: str
+    max_depth: int = MAX_DEPTH
 
     def shipped(self) -> Job:
         """The job with its items listed, to be pickled to another process."""
@@ -299,7 +306,8 @@ def run_job(job: Job, progress: Progress | None = None) -> Done | tuple:
         files = []
         for item in job.items:
             stats = read_source(item.source(archives), readers, job.on_error,
-                                progress.tick if progress else None, item.span)
+                                progress.tick if progress else None, item.span,
+                                job.max_depth)
             files.append((stats, item.span is None or item.span.position == 0))
             if progress:
                 progress.next_input(item.size)

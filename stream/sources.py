@@ -10,6 +10,7 @@ import functools
 import gzip
 import lzma
 import os
+import stat
 import sys
 import zipfile
 import zlib
@@ -214,8 +215,13 @@ class _Opener:
 
 def _open_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo | str, name: str) -> BinaryIO:
     """A zip member whose bad CRC or deflate stream is an InputError naming it (read and
-    close are all a member's readers call)."""
-    return cast(BinaryIO, _Guard(zf.open(member), name, "zip"))
+    close are all a member's readers call); so is a corrupt local header, an unknown
+    compression method or an encrypted member, found when it is opened."""
+    try:
+        return cast(BinaryIO, _Guard(zf.open(member), name, "zip"))
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError,
+            ValueError, zlib.error) as exc:
+        raise InputError(name, f"corrupt zip member: {str(exc)[:100]}") from exc
 
 
 def _safe_member(zip_name: str, member: str) -> str:
@@ -228,11 +234,15 @@ def _safe_member(zip_name: str, member: str) -> str:
 def _zip_sources(handle: BinaryIO, path: Path, name: str, given: str) -> Iterator[Source]:
     try:
         zf = zipfile.ZipFile(handle)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise InputError(name, f"corrupt or truncated zip file: {exc}") from exc
     infos = [i for i in zf.infolist() if not i.is_dir()]
+    seen: set[str] = set()
     for info in infos:  # refuse the whole archive before reading any member
-        _safe_member(name, info.filename)
+        member = _safe_member(name, info.filename)
+        if member in seen:  # the (file, position) keys and export would mix the two
+            raise InputError(name, f"two zip members are named {member!r}")
+        seen.add(member)
     for info in sorted(infos, key=lambda i: i.filename):
         member = _safe_member(name, info.filename)
         if PurePosixPath(member).name.startswith(".") or member.startswith("__MACOSX/"):
@@ -243,12 +253,37 @@ def _zip_sources(handle: BinaryIO, path: Path, name: str, given: str) -> Iterato
                      explicit=False, path=str(path), member=info.filename)
 
 
+def _open_file(path: Path | str, name: str) -> BinaryIO:
+    """A file opened for reading; a dangling symlink, a symlink loop or a file that cannot be
+    read is bad input naming it."""
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise InputError(name, f"cannot read: {exc.strerror or exc}") from exc
+
+
 def _path_sources(path: Path, name: str, given: str, explicit: bool) -> Iterator[Source]:
     """A file as one source, or a zip's members: told apart by the magic bytes, with the
-    handle opened for that check reused to read the file."""
-    handle = open(path, "rb")
+    handle opened for that check reused to read the file.
+
+    Anything but a regular file (a FIFO, a device) is opened once, when it is read, as a
+    stream like standard input: it cannot be a zip, nor split. Inside a folder it is bad
+    input (opening a FIFO nobody writes to would wait forever)."""
+    try:
+        st = path.stat()
+    except OSError as exc:  # a dangling symlink or a symlink loop
+        raise InputError(name, f"cannot read: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        if not explicit:
+            raise InputError(name, "not a regular file (a FIFO, socket or device in a folder)")
+        yield Source(name, None, lambda: _open_file(path, name), given, explicit, str(path))
+        return
+    handle = _open_file(path, name)
     try:
         is_zip = handle.read(4) == ZIP_MAGIC
+    except OSError as exc:
+        handle.close()
+        raise InputError(name, f"cannot read: {exc.strerror or exc}") from exc
     except BaseException:
         handle.close()
         raise
@@ -257,18 +292,29 @@ def _path_sources(path: Path, name: str, given: str, explicit: bool) -> Iterator
         return
     opener = _Opener(path, handle)
     try:
-        yield Source(name, path.stat().st_size, opener, given, explicit, str(path))
+        yield Source(name, st.st_size, opener, given, explicit, str(path))
     finally:
         opener.release()
+
+
+def _is_dir(e: os.DirEntry) -> bool:
+    """A folder to descend into; a symlink loop is a file here (reading it names it)."""
+    try:
+        return e.is_dir()
+    except OSError:
+        return False
 
 
 def _walk(folder: Path) -> Iterator[Path]:
     """The files below `folder` (hidden ones and symlinked folders skipped, as os.walk does),
     in the order of their relative POSIX paths, one folder listing held at a time: a folder
     sorts by its name + '/', which is where its files fall in that order."""
-    with os.scandir(folder) as it:
-        entries = [(e.name + "/" if e.is_dir() else e.name, e) for e in it
-                   if not e.name.startswith(".")]
+    try:
+        with os.scandir(folder) as it:
+            entries = [(e.name + "/" if _is_dir(e) else e.name, e) for e in it
+                       if not e.name.startswith(".")]
+    except OSError as exc:
+        raise InputError(str(folder), f"cannot list the folder: {exc.strerror or exc}") from exc
     for key, e in sorted(entries, key=lambda k: k[0]):
         if not key.endswith("/"):
             yield Path(e.path)
@@ -295,7 +341,8 @@ def iter_sources(inputs: list[str]) -> Iterator[Source]:
             continue
         path = Path(given)
         if not path.exists():
-            raise InputError(given, "no such file or folder")
+            why = "a dangling symlink" if path.is_symlink() else "no such file or folder"
+            raise InputError(given, why)
         if path.is_dir():
             for f in _walk(path):
                 rel = f"{given.rstrip('/')}/{f.relative_to(path).as_posix()}"
@@ -320,7 +367,7 @@ def reopen(name: str, input: str, size: int | None, explicit: bool, path: str | 
     if path is None:
         raise InputError(name, "standard input can only be read by the local executor")
     if member is None:
-        return Source(name, size, lambda: open_path(path), input, explicit, path)
+        return Source(name, size, lambda: _open_file(path, name), input, explicit, path)
     if path not in archives:
         try:
             archives[path] = zipfile.ZipFile(path)

@@ -16,6 +16,7 @@ from typing import Any
 import ijson
 
 from ..buffers import TableBuffers
+from ..depth import MAX_DEPTH, Limited, TooDeep, too_deep
 from ..elements import ArrayItems
 from ..errors import InputError, TaskError
 from ..sources import InputStream, Source, decompressed
@@ -44,8 +45,10 @@ TASK_KEYS = frozenset({"data", "predictions", "annotations", "drafts", "completi
                        "meta", "created_at", "updated_at", "inner_id", "project",
                        "total_annotations", "cancelled_annotations", "total_predictions"})
 # Keys after which the rest of the first object cannot change the plan (`datasetId` is not
-# one: a manifest has it too).
-DECISIVE_KEYS = (DATALOOP_KEYS - {"datasetId"}) | MANIFEST_KEYS | {"shebang", "data"}
+# one: a manifest has it too; nor are the manifest's own keys: a task may have them).
+DECISIVE_KEYS = (DATALOOP_KEYS - {"datasetId"}) | {"shebang", "data"}
+# Keys that make an object with manifest keys a task or an item instead.
+NOT_MANIFEST_KEYS = (DATALOOP_KEYS - {"datasetId"}) | TASK_KEYS | {"shebang"}
 
 
 @dataclass
@@ -91,7 +94,7 @@ def _first_keys(head: bytes, prefix: str, limit: int = 64,
                     break
             elif p == prefix and event == "end_map":
                 break
-    except ijson.JSONError:
+    except (ijson.JSONError, UnicodeDecodeError):
         pass  # the peek ends mid-value, or the input is broken: the real parse reports it
     return keys
 
@@ -110,7 +113,7 @@ def _ner_like(head: bytes) -> bool:
             events.append(event if event != "number" or type(value) is not int else "int")
             if len(events) == 8:
                 break
-    except ijson.JSONError:
+    except (ijson.JSONError, UnicodeDecodeError):
         pass
     if events[:4] != ["start_array", "start_map", "map_key", "start_array"] or not (
             events[4:5] == ["end_array"]
@@ -137,17 +140,23 @@ def _texts_follow(head: bytes) -> bool:
                     return False
             elif prefix == "" and event == "end_array":
                 return elements == 2
-    except ijson.JSONError:
+    except (ijson.JSONError, UnicodeDecodeError):
         pass  # the peek ends inside the array: what it saw decides
     return True
 
 
-def sniff(reader: InputStream) -> Plan | None:
-    """The plan for an input, from its first bytes; None when it is not JSON at all."""
+def sniff(reader: InputStream, limit: int = MAX_DEPTH) -> Plan | None:
+    """The plan for an input, from its first bytes; None when it is not JSON at all.
+
+    The peek is cut before its first byte nested deeper than `limit`: the sniffing parsers
+    never see more depth than the real parse will (which reports it)."""
     head = reader.peek(PEEK)
     if head.startswith(BOM):
         reader.read(len(BOM))
         head = head[len(BOM):]
+    deep = too_deep(head, limit)
+    if deep >= 0:
+        head = head[:deep]
     first = head.lstrip(WHITESPACE)[:1]
     if first == b"[":
         item_keys = {k for k, _ in _first_keys(head, "item", stop=DECISIVE_KEYS)}
@@ -159,7 +168,7 @@ def sniff(reader: InputStream) -> Plan | None:
     if first == b"{":
         keys = _first_keys(head, "", stop=DECISIVE_KEYS)
         names = {k for k, _ in keys}
-        if names & MANIFEST_KEYS:
+        if names & MANIFEST_KEYS and not names & NOT_MANIFEST_KEYS:
             return Plan("dataloop", "manifest", prefix="")
         if "shebang" in names and not names & DATALOOP_KEYS:
             return Plan("dataloop", "elements", prefix="")
@@ -195,17 +204,19 @@ class Readers:
 
 
 def read_source(src: Source, readers: Readers, on_error: str = "fail",
-                tick: Callable[[int], None] | None = None, span: Any = None) -> FileStats:
+                tick: Callable[[int], None] | None = None, span: Any = None,
+                max_depth: int = MAX_DEPTH) -> FileStats:
     """Read one input stream into the buffers; raises InputError naming file, task and byte.
 
     `span`: only one byte range of a big array, with its first task's position
-    (a `parallel.Span`: `span.items(raw)` iterates its tasks).
+    (a `parallel.Span`: `span.items(raw, max_depth)` iterates its tasks). No parser sees
+    input nested deeper than `max_depth` (stream/depth.py).
     """
     stats = FileStats(src.name, src.input, src.size)
     raw = src.open()
     try:
         reader = decompressed(src.name, raw)
-        plan = sniff(reader)
+        plan = sniff(reader, max_depth)
         if plan is None:
             if src.explicit:
                 got = reader.peek(16).lstrip(WHITESPACE)[:8]
@@ -214,31 +225,35 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
             log.warning("%s: not JSON, skipped", src.name)
             return stats
         stats.platform, stats.container = plan.platform, plan.container
+        limited = Limited(reader.read, max_depth)  # what ijson reads: depth-checked
         if plan.container == "manifest":
+            _check_manifest(src.name, limited, reader)
             log.info("%s: Dataloop export manifest (it lists the partition files): "
                      "not items, skipped", src.name)
             return stats
         use_core = (plan.platform == "labelstudio" and plan.container in ("array", "object")
                     and core.enabled())
         if plan.platform == "ner":
-            objs: Iterator = read_ner(reader, src.name)
+            objs: Iterator = read_ner(limited, src.name)
             add = readers.get("labelstudio", src.name).add
         elif plan.container == "elements":
-            objs = read_elements(reader, src.name)
+            objs = read_elements(limited, src.name)
             add = readers.get("dataloop", src.name).add
         elif use_core:  # the compiled core, with the Python reader for what it declines
-            objs = core.items(reader.read, src.name, plan.container)
+            objs = core.items(reader.read, src.name, plan.container, max_depth)
             add = readers.get(plan.platform, src.name).add
-        elif plan.prefix == "item":
-            objs = ArrayItems(reader.read)  # the elements ijson.items would give, parsed faster
+        elif plan.prefix in ("item", ""):  # ijson.items' values, parsed faster
+            objs = ArrayItems(reader.read, max_depth, array=plan.prefix == "item")
             add = readers.get(plan.platform, src.name).add
         else:
-            objs = ijson.items(reader, plan.prefix, use_float=True, multiple_values=plan.multiple)
+            objs = ijson.items(limited, plan.prefix, use_float=True,
+                               multiple_values=plan.multiple)
             add = readers.get(plan.platform, src.name).add
         out = readers.out
         position = first = 0
         if span is not None:
-            objs = span.core_items(raw, src.name, plan.container) if use_core else span.items(raw)
+            objs = (span.core_items(raw, src.name, plan.container, max_depth) if use_core
+                    else span.items(raw, max_depth))
             position = span.position
             first = position
         # byte offsets for errors: the element's start in an array, else what was read
@@ -256,6 +271,11 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
                     position += 1
                     break
                 raise error from exc
+            except TooDeep as exc:
+                raise InputError(src.name, str(exc), position, exc.offset) from exc
+            except RecursionError as exc:  # a safety net: the depth limit comes first
+                raise InputError(src.name, "nested too deeply to parse", position,
+                                 where.offset) from exc
             except InputError as exc:  # a corrupt compressed stream: say where it broke
                 if exc.position is not None:
                     raise
@@ -278,6 +298,9 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
                 if on_error != "skip":
                     raise InputError(src.name, str(exc), position, where.offset) from exc
                 _skip(stats, src.name, position, str(exc))
+            except RecursionError as exc:
+                raise InputError(src.name, "nested too deeply to convert", position,
+                                 where.offset) from exc
             position += 1
             out.maybe_flush()
             if tick is not None and reader.counter is not None:
@@ -286,6 +309,19 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
         return stats
     finally:
         raw.close()
+
+
+def _check_manifest(name: str, limited: Limited, reader: InputStream) -> None:
+    """A Dataloop export manifest holds no items, but it must be whole JSON: a corrupt one
+    means a broken download (the partitions it lists may be missing too)."""
+    try:
+        for _ in ijson.basic_parse(limited):
+            pass
+    except (ijson.JSONError, UnicodeDecodeError) as exc:
+        raise InputError(name, f"corrupt export manifest: {_parse_message(exc)}",
+                         offset=reader.offset) from exc
+    except TooDeep as exc:
+        raise InputError(name, f"corrupt export manifest: {exc}", offset=exc.offset) from exc
 
 
 def _skip(stats: FileStats, name: str, position: int, error: str) -> None:

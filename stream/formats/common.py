@@ -8,13 +8,12 @@ and the row helpers at the end are the way back, used by each platform's rebuild
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeGuard
 
-import orjson
+from ..numbers import dumps, loads  # noqa: F401  (dumps: the readers' JSON text)
 
 ABSENT = "~absent"  # extra key listing typed keys filled although absent from the input
 LISTED = "~list"  # annotation extra key: its task list when the kind alone cannot tell it
@@ -24,21 +23,6 @@ RESERVED = frozenset({ABSENT, LISTED, ESCAPED})
 # JSON types a typed column accepts (see `fill_plain`).
 STR, INT, NUM, BOOL = frozenset({str}), frozenset({int}), frozenset({int, float}), frozenset({bool})
 NONE = frozenset({type(None)})
-
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
-
-
-def dumps(v: Any) -> str:
-    """Compact JSON text of a parsed value, for the JSON columns.
-
-    orjson is about 7x faster than the json module here, which is a fifth of a conversion; its
-    text differs only in how some floats are spelled (7.8e-7 for 7.8e-07): the same numbers.
-    What orjson refuses (ints beyond 64 bits, lone surrogates) goes through the json module.
-    """
-    try:
-        return orjson.dumps(v).decode()
-    except TypeError:  # orjson.JSONEncodeError is one
-        return _encode(v)
 
 
 def extra_of(obj: dict, known: frozenset) -> dict:
@@ -205,7 +189,7 @@ class TaskRows:
 
 def load_cell(text: str) -> Any:
     """One JSON cell of one row parsed back (a task's data, a result's value, an extra)."""
-    return json.loads(text)  # bounded: one cell of one row, never an export
+    return loads(text)  # bounded: one cell of one row, never an export
 
 
 def row_extra(row: dict) -> dict:

@@ -20,8 +20,10 @@ from collections.abc import Callable, Iterator
 import ijson
 import pyarrow as pa
 
-from ..elements import ERRORS, WHITESPACE, ArrayItems, decode, first_key
+from ..depth import MAX_DEPTH, Limited, TooDeep, too_deep
+from ..elements import ERRORS, WHITESPACE, ArrayItems, first_key
 from ..errors import AnnostreamError
+from ..numbers import decode
 from ..tables import TABLES
 
 try:  # built by `make` (pip install ./core); the Python reader runs without it
@@ -73,8 +75,8 @@ class CoreItems(ArrayItems):
 
     def __init__(self, read: Callable[[int], bytes], file: str, container: str, position: int,
                  array: bool = True, start: int = 0, first: bool = True,
-                 limit: int | None = None) -> None:
-        super().__init__(read)
+                 limit: int | None = None, max_depth: int = MAX_DEPTH) -> None:
+        super().__init__(read, max_depth)
         self._file, self._container, self._position = file, container, position
         self._array, self._start, self._first, self._limit = array, start, first, limit
         self._fallback: Callable[[int, bytes], Iterator[object]] = (
@@ -188,6 +190,10 @@ class CoreItems(ArrayItems):
                 except ERRORS:
                     yield "rest", self._fallback(base + s, buf[s:]), None, True
                     return
+                if buf.count(b"[", s, e) + buf.count(b"{", s, e) + self._array > self._max_depth:
+                    hit = too_deep(bytes(buf[s:e]), self._max_depth, int(self._array))
+                    if hit >= 0:  # the core declines what it nests too deep to convert
+                        raise TooDeep(base + s + hit, self._max_depth)
                 yield "item", obj, base + s, end
                 position += 1
             if status == "error":
@@ -212,9 +218,11 @@ class CoreItems(ArrayItems):
                 return parts.pop() if parts and n else read(n)
 
         self.offset = start
-        yield from ijson.items(Rest(), "", use_float=True, multiple_values=True)
+        yield from ijson.items(Limited(Rest().read, self._max_depth, start), "", use_float=True,
+                               multiple_values=True)
 
 
-def items(read: Callable[[int], bytes], file: str, container: str) -> CoreItems:
+def items(read: Callable[[int], bytes], file: str, container: str,
+          max_depth: int = MAX_DEPTH) -> CoreItems:
     """The tasks of a whole stream: one JSON array, or objects (NDJSON, a per-task file)."""
-    return CoreItems(read, file, container, 0, array=container == "array")
+    return CoreItems(read, file, container, 0, array=container == "array", max_depth=max_depth)
