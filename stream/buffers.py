@@ -28,19 +28,29 @@ def to_array(values: list, type_: pa.DataType) -> pa.Array:
     """One Arrow array from Python values; a value that does not fit becomes null.
 
     Only derived columns reach the slow path (their source stays whole in a JSON column), so
-    nulling a misfit loses nothing.
+    nulling a misfit loses nothing. A number beyond double range (a BigNumber: JSON has no
+    infinity, so an infinite float is one) does not fit a float column.
     """
     try:
-        return pa.array(values, type=type_)
+        arr = pa.array(values, type=type_)
+        if not _infinite(arr):
+            return arr
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError, ValueError):
-        fixed = []
-        for v in values:
-            try:
-                pa.array([v], type=type_)
-                fixed.append(v)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError, ValueError):
-                fixed.append(None)
-        return pa.array(fixed, type=type_)
+        pass
+    fixed = []
+    for v in values:
+        try:
+            fixed.append(None if _infinite(pa.array([v], type=type_)) else v)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError, ValueError):
+            fixed.append(None)
+    return pa.array(fixed, type=type_)
+
+
+def _infinite(arr: pa.Array) -> bool:
+    """Whether a float array (or a list of them, at any depth) holds an infinity."""
+    while pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+        arr = arr.flatten()
+    return pa.types.is_floating(arr.type) and pc.any(pc.is_inf(arr)).as_py() is True
 
 
 class Buffer:

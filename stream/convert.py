@@ -21,7 +21,7 @@ import pyarrow as pa
 from ._version import __version__
 from .buffers import DEFAULT_BATCH_ROWS
 from .depth import MAX_DEPTH, check_limit
-from .errors import InputError
+from .errors import InputError, OutputError
 from .executors import Executor, InProcess, executor_for
 from .formats import SKIPPED_LISTED, FileStats
 from .modes import ConvertMode, OnError, check
@@ -98,6 +98,10 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
         manifest = _manifest(stats, rows, started, time.monotonic() - t0, out)
         out.commit(manifest, stats.parts)
         return ConversionResult(out.folder, manifest)
+    except OSError as exc:  # input errors are InputErrors: this is the output's
+        out.abort()
+        raise OutputError(f"{output}: cannot write the output: {exc.strerror or exc}; the "
+                          "previous conversion is unchanged") from exc
     except BaseException:
         out.abort()
         raise

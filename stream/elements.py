@@ -18,11 +18,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-import ijson
 import msgspec
 
 from .depth import MAX_DEPTH, Depth, Limited, TooDeep, too_deep
-from .numbers import decode
+from .numbers import decode, items
 
 WS = rb"[ \t\r\n]*"
 CHUNK = 1 << 22
@@ -79,28 +78,38 @@ def elements(read: Callable[[int], bytes], offset: int, sep: re.Pattern, parse: 
     """
     buf, base, s, eof = bytearray(), offset, 0, False
     while True:
-        scan, dpos, depth, opens, tries, fed = s, s, 0, 0, 0, 0
+        scan, dpos, depth, opens, tries, fed, after = s, s, 0, 0, 0, 0, b""
         big: Depth | None = None
         while True:
             m = sep.search(buf, scan)
             if m is None:
                 if eof:
-                    tail = bytes(buf[s:]).rstrip(WHITESPACE)
-                    if array and not tail.endswith(b"]"):
+                    end = len(buf)
+                    while end > s and buf[end - 1] in WHITESPACE:
+                        end -= 1
+                    if array and buf[end - 1:end] != b"]":
                         raise Fallback(base + s, bytes(buf[s:]))
+                    end -= array
                     try:
-                        value = parse(tail[:-1] if array else tail)
+                        value = _parse(parse, buf, s, end)
                     except ERRORS:
                         raise Fallback(base + s, bytes(buf[s:])) from None
-                    _limit(tail, base + s, tail.count(b"{") + tail.count(b"["), limit, array)
+                    _limit(buf, s, end, base, buf.count(b"{", s, end) + buf.count(b"[", s, end),
+                           limit, array)
+                    del buf[:]  # the value is built: its bytes are not needed while it is used
                     yield value, base + s, None
                     return
                 if big is None and len(buf) - s > MAX_PENDING:
                     big, fed = Depth(limit, int(array)), s
                 if big is not None:  # too deep, or closed without a proven end: ijson tells
-                    if big.feed(bytes(buf[fed:])) >= 0 or big.closed():
-                        raise Fallback(base + s, bytes(buf[s:]))
-                    fed = len(buf)
+                    new, fed = bytes(buf[fed:]), len(buf)
+                    if not big.closed():
+                        if big.feed(new) >= 0:
+                            raise Fallback(base + s, bytes(buf[s:]))
+                    else:  # closed earlier: only the end of the input may follow
+                        after += new.strip(WHITESPACE)
+                        if after not in (b"", b"]"[:array]):
+                            raise Fallback(base + s, bytes(buf[s:]))
                 chunk = read(CHUNK)
                 eof = not chunk
                 scan = max(scan, len(buf) - RESCAN)
@@ -120,30 +129,41 @@ def elements(read: Callable[[int], bytes], offset: int, sep: re.Pattern, parse: 
                     if tries >= MAX_TRIES:  # brackets in a string: a cheap check first
                         continue
                     tries += 1
-                    check(buf[s:end])
-                value = parse(buf[s:end])
+                    _parse(check, buf, s, end)
+                value = _parse(parse, buf, s, end)
             except ERRORS:
                 if depth == 0:
                     tries += 1
                     if tries > MAX_TRIES:
                         raise Fallback(base + s, bytes(buf[s:])) from None
                 continue
-            _limit(buf[s:end], base + s, opens, limit, array)
+            _limit(buf, s, end, base, opens, limit, array)
             nxt = m.start(1)
-            yield value, base + s, base + nxt
+            start = base + s
+            if nxt > CHUNK:  # a big element: its bytes go before it is used (one move)
+                del buf[:nxt]
+                base, nxt = base + nxt, 0
+            yield value, start, base + nxt
             s = nxt
             if stop is not None and base + s >= stop:
                 return
             break
 
 
-def _limit(value: bytes | bytearray, start: int, opens: int, limit: int, array: bool) -> None:
-    """Raise TooDeep if a parsed array element nests deeper than `limit` (counted only when it has
-    more opening brackets than that: most elements cannot be too deep)."""
-    if opens > limit:
-        hit = too_deep(bytes(value), limit, int(array))  # an array's elements are at 1
+def _parse(parse: Callable, buf: bytearray, start: int, end: int) -> object:
+    """parse(buf[start:end]) without copying the bytes (an element may be gigabytes)."""
+    with memoryview(buf) as mv, mv[start:end] as part:
+        return parse(part)
+
+
+def _limit(buf: bytearray, s: int, end: int, base: int, opens: int, limit: int,
+           array: bool) -> None:
+    """Raise TooDeep if the parsed element buf[s:end] nests deeper than `limit` (counted only
+    when it has more opening brackets than that: most elements cannot be too deep)."""
+    if opens + array > limit:  # an array's elements start at depth 1
+        hit = too_deep(bytes(buf[s:end]), limit, int(array))
         if hit >= 0:
-            raise TooDeep(start + hit, limit)
+            raise TooDeep(base + s + hit, limit)
 
 
 class ArrayItems:
@@ -218,6 +238,6 @@ class ArrayItems:
 
         rest = Limited(Rest().read, self._max_depth, self._ijson_base)
         if self._array:
-            yield from ijson.items(rest, "item", use_float=True)
+            yield from items(rest, "item")
         else:
-            yield from ijson.items(rest, "", use_float=True, multiple_values=True)
+            yield from items(rest, "", multiple_values=True)

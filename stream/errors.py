@@ -24,5 +24,12 @@ class InputError(AnnostreamError):
         super().__init__(f"{where}: {message}")
 
 
+class OutputError(AnnostreamError):
+    """The output cannot be written (disk full, no permission, a file where a folder must
+    be): exit code 3; the previous conversion in the folder is unchanged."""
+
+    exit_code = 3
+
+
 class TaskError(ValueError):
     """One task or item is malformed; the reader loop adds file, position and offset."""

@@ -12,8 +12,11 @@ from __future__ import annotations
 import json
 import json.encoder
 import math
+from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
+import ijson
 import msgspec
 import orjson
 
@@ -60,6 +63,39 @@ def loads(text: str) -> Any:
         return decode(text.encode())
     except (msgspec.DecodeError, UnicodeEncodeError):  # lone surrogates: the json module
         return json.loads(text, parse_float=number)  # bounded: one cell
+
+
+def exact(v: Any) -> Any:
+    """A value parsed by ijson without use_float (its non-integers are Decimals: yajl stops at
+    numbers beyond double range otherwise) with each Decimal made a float or a BigNumber.
+    Recursive: callers get at most the depth limit's levels (stream/depth.py)."""
+    t = type(v)
+    if t is Decimal:
+        return number(str(v))
+    if t is dict:
+        for k, x in v.items():
+            if type(x) in _NESTED:
+                v[k] = exact(x)
+    elif t is list:
+        for i, x in enumerate(v):
+            if type(x) in _NESTED:
+                v[i] = exact(x)
+    return v
+
+
+_NESTED = frozenset({dict, list, Decimal})
+
+
+def items(source: Any, prefix: str, **kwargs: Any) -> Iterator[Any]:
+    """`ijson.items` with every number exact (see `exact`)."""
+    for v in ijson.items(source, prefix, use_float=False, **kwargs):
+        yield exact(v)
+
+
+def kvitems(source: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    """`ijson.kvitems` with every number exact (see `exact`)."""
+    for k, v in ijson.kvitems(source, prefix, use_float=False):
+        yield k, exact(v)
 
 
 def _floatstr(o: float) -> str:

@@ -27,15 +27,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import ijson
-
 from .buffers import TableBuffers
-from .depth import MAX_DEPTH, Limited
+from .depth import HIGHEST_DEPTH, MAX_DEPTH, Limited, TooDeep
 from .elements import WS, Fallback, check, elements, first_key, separator
 from .errors import AnnostreamError, InputError
 from .formats import BOM, WHITESPACE, FileStats, Readers, read_source, sniff
 from .formats.core import CoreItems
-from .numbers import decode
+from .numbers import decode, items
 from .progress import Progress
 from .sources import MAGIC, Source, decompressed, open_path, reopen
 from .writer import PartFiles
@@ -68,12 +66,11 @@ class Span:
         """The span's tasks through the compiled core (stream/formats/core.py); what it
         cannot parse goes to ijson as in `SpanItems`."""
         raw.seek(self.start)
-        items = CoreItems(raw.read, file, container, self.position, start=self.start,
+        found = CoreItems(raw.read, file, container, self.position, start=self.start,
                           first=False, limit=self.end, max_depth=max_depth)
-        items._fallback = lambda at, pending: ijson.items(
-            Limited(_Slice(items, raw, self.end, at).read, max_depth, at - 1),
-            "item", use_float=True)
-        return items
+        found._fallback = lambda at, pending: items(
+            Limited(_Slice(found, raw, self.end, at).read, max_depth, at - 1), "item")
+        return found
 
 
 class SpanItems:
@@ -103,7 +100,7 @@ class SpanItems:
         except Fallback as fb:
             rest = Limited(_Slice(self, self._raw, self._span.end, fb.start).read, self._limit,
                            fb.start - 1)  # `[` first
-            self._rest = ijson.items(rest, "item", use_float=True)
+            self._rest = items(rest, "item")
             return next(self._rest)
         self.offset = start
         if self._span.end is not None and nxt is not None and nxt > self._span.end:
@@ -203,9 +200,9 @@ def _scan(args: tuple[str, int, int | None, bytes]) -> tuple[int | None, int] | 
         try:
             # the last element's end, read after the loop, is where the range ends
             for _, _, end in elements(raw.read, start, separator(key), check,  # noqa: B007
-                                      stop=stop):
+                                      stop=stop, limit=HIGHEST_DEPTH):
                 count += 1
-        except Fallback:
+        except (Fallback, TooDeep):  # the conversion of the unsplit file reports what it is
             return None
         return end, count
     finally:
@@ -299,6 +296,8 @@ def run_job(job: Job, progress: Progress | None = None) -> Done | tuple:
     tuple (`raise_failure` turns it into the exception), as InputError does not pickle."""
     stage = Path(job.stage)
     archives: dict = {}
+    parts = None
+    done = False
     try:
         parts = PartFiles(stage, f"{job.prefix}-{job.number:06d}-{uuid.uuid4().hex[:6]}")
         bufs = TableBuffers(job.batch_rows, parts.write)
@@ -313,12 +312,15 @@ def run_job(job: Job, progress: Progress | None = None) -> Done | tuple:
                 progress.next_input(item.size)
         bufs.flush()
         rows = parts.close()
+        done = True
         return Done(files, rows, [p.relative_to(stage).as_posix() for p in parts.paths()])
     except InputError as exc:  # its constructor takes parts, so it does not pickle as is
         return "input", (exc.file, exc.reason, exc.position, exc.offset)
     except AnnostreamError as exc:
         return "error", str(exc)
     finally:
+        if parts is not None and not done:
+            parts.discard()
         for zf in archives.values():
             zf.close()
 

@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from .errors import AnnostreamError
-from .layout import MANIFEST
+from .layout import MANIFEST, current
 from .sql import literal
 from .tables import TABLES, TS
 
@@ -281,8 +281,9 @@ def connect_folder(folder: str | os.PathLike) -> duckdb.DuckDBPyConnection:
                               "is it the output of `annostream convert`?")
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # timestamps print in UTC, as stored
+    base = current(root) or root.resolve()  # one generation for every table (see OutputFolder)
     for name in TABLES:
-        con.execute(f"CREATE VIEW {name} AS {_table_sql(root.resolve(), name)}")
+        con.execute(f"CREATE VIEW {name} AS {_table_sql(base, name)}")
     for view in VIEWS.values():
         con.execute(f"CREATE VIEW {view.name} AS {view.sql}")
     return con

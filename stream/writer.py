@@ -7,10 +7,12 @@ looks complete.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import shutil
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -19,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .atomic import write_atomic
-from .errors import AnnostreamError
-from .layout import MANIFEST
+from .errors import AnnostreamError, OutputError
+from .layout import CURRENT, GENERATION, MANIFEST, STATE, current
 from .tables import TABLES, Table
 
 ROLL_GROUPS = 64  # row groups per part file (see PartWriter)
@@ -60,6 +62,14 @@ class PartWriter:
     def close(self) -> None:
         self._w.close()
 
+    def discard(self) -> None:
+        """Close after a failure, quietly: a file that cannot be finished (disk full) must not
+        report again when the writer is collected. The run's generation is dropped anyway."""
+        try:
+            self._w.close()
+        except (OSError, pa.ArrowException):
+            self._w.is_open = False
+
 
 class PartFiles:
     """The part files of one writer (a job), one PartWriter per table: the sink of its
@@ -78,32 +88,61 @@ class PartFiles:
             w.close()
         return {name: w.rows for name, w in self.writers.items()}
 
+    def discard(self) -> None:
+        """Close every part file after a failed job (see PartWriter.discard)."""
+        for w in self.writers.values():
+            w.discard()
+
     def paths(self) -> list[Path]:
         """Every part file written."""
         return [p for w in self.writers.values() for p in w.paths]
 
 
 class OutputFolder:
-    """An output folder written atomically: staged under a hidden folder, moved in on commit.
+    """An output folder that switches from the old conversion to the new one in one step.
 
-    mode 'new' refuses a folder that already holds a conversion, 'overwrite' replaces it,
-    'append' adds this run's parts next to the existing ones.
+    Every run writes a new generation, `<folder>/.annostream/gen-<run id>/<table>/*.parquet`
+    and its `_manifest.json`; `.annostream/current` is a symlink to the current generation,
+    and `<folder>/<table>` and `<folder>/_manifest.json` are fixed symlinks through it. The
+    commit is one rename of a new `current` link over the old one, so a reader sees the old
+    conversion or the new one, whichever the link named when it resolved the path (a glob
+    like `out/results/*.parquet` included: part names are never reused for other content, so
+    a glob listed before the switch reads the old files or fails, never mixes). Append links
+    the previous generation's parts into the new one (hard links: no copy).
+
+    The previous generation stays for readers that resolved it (removed by the next run);
+    generations of dead runs (no manifest: the run holding the folder's lock is this one)
+    are removed when a run starts. mode 'new' refuses a folder that already holds a
+    conversion, 'overwrite' replaces it, 'append' adds this run's parts to it.
     """
 
     def __init__(self, folder: str | os.PathLike, mode: str = "new") -> None:
         self.folder = Path(folder)
         self.mode = mode
-        self._lock = _lock_folder(self.folder)
+        self._created = _first_missing(self.folder.absolute())
+        self._lock: int | None = None
+        try:
+            self._lock = _lock_folder(self.folder)
+        except OSError as exc:
+            self._remove_created()
+            raise OutputError(f"{self.folder}: cannot create or lock the output folder: "
+                              f"{exc.strerror or exc}") from exc
         try:
             self._check()
+            self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+            # absolute: workers on other processes or machines do not share our working folder
+            self.state = self.folder.absolute() / STATE
+            self.stage = self.state / f"{GENERATION}{self.run_id}"
+            self._clean(keep=set())
+            for t in TABLES:
+                (self.stage / t).mkdir(parents=True)
+        except OSError as exc:
+            self._release()
+            raise OutputError(f"{self.folder}: cannot write the output folder: "
+                              f"{exc.strerror or exc}") from exc
         except BaseException:
-            os.close(self._lock)
+            self._release()
             raise
-        self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-        # absolute: workers on other processes or machines do not share our working folder
-        self.stage = self.folder.absolute() / f".annostream-tmp-{self.run_id}"
-        for t in TABLES:
-            (self.stage / t).mkdir(parents=True)
 
     def _check(self) -> None:
         mode = self.mode
@@ -117,6 +156,7 @@ class OutputFolder:
                                   "remove them or choose another output folder")
         self.previous = json.loads(manifest.read_text()) if (  # bounded: our small manifest
             mode == "append" and manifest.exists()) else None
+        self.current = current(self.folder) if manifest.exists() else None
 
     def part_prefix(self) -> str:
         """Part names sort after existing ones, so a glob reads runs in order: '0' for a new
@@ -127,38 +167,133 @@ class OutputFolder:
         return f"{len((self.previous or {}).get('runs', [])):06d}-{self.run_id}"
 
     def commit(self, manifest: dict, parts: set[str]) -> None:
-        """Move the staged `parts` (paths relative to the stage) into place, then write the
-        manifest (the completion mark). Other staged files (a dead worker's) are dropped.
+        """Complete the new generation with the staged `parts` (paths relative to the stage;
+        other staged files, a dead worker's, are dropped), the previous parts when appending,
+        and the manifest; then make it current in one rename."""
+        try:
+            self._commit(manifest, parts)
+        except OSError as exc:
+            raise OutputError(f"{self.folder}: cannot write the output folder: "
+                              f"{exc.strerror or exc}; the previous conversion is unchanged"
+                              ) from exc
+        self._release()
 
-        Whole table folders are renamed, so the window between the old and the new state is a
-        few renames; during it the folder has no manifest and reads as incomplete (a later
-        run refuses it instead of mixing old and new parts).
-        """
+    def _commit(self, manifest: dict, parts: set[str]) -> None:
+        failpoint("commit:start")
         for t in TABLES:
             for part in (self.stage / t).glob("*.parquet"):
                 if f"{t}/{part.name}" not in parts:
                     part.unlink()
-        final_manifest = self.folder / MANIFEST
-        if self.mode == "overwrite":
-            final_manifest.unlink(missing_ok=True)
+        if self.mode == "append" and self.current is not None:
             for t in TABLES:
-                if (self.folder / t).exists():
-                    os.replace(self.folder / t, self.stage / f".old-{t}")
-        for t in TABLES:
-            staged, dest = self.stage / t, self.folder / t
-            if dest.exists():  # append: this run's parts join the earlier ones
-                for part in sorted(staged.glob("*.parquet")):
-                    os.replace(part, dest / part.name)
-            else:
-                os.replace(staged, dest)
-        write_atomic(final_manifest, (json.dumps(manifest, indent=2, ensure_ascii=False)
-                                      + "\n").encode())
-        shutil.rmtree(self.stage, ignore_errors=True)
-        os.close(self._lock)
+                for part in sorted((self.current / t).glob("*.parquet")):
+                    _link(part, self.stage / t / part.name)
+                    failpoint("commit:linking")
+        write_atomic(self.stage / MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False)
+                                             + "\n").encode(), durable=True)
+        failpoint("commit:manifest")
+        self._legacy_tables()
+        for name in (*TABLES, MANIFEST):  # fixed links through `current` (made once)
+            link = self.folder / name
+            if not link.is_symlink():
+                _symlink(f"{STATE}/{CURRENT}/{name}", link)
+                failpoint("commit:links")
+        _symlink(self.stage.name, self.state / CURRENT)  # the switch
+        _fsync_dir(self.state)
+        failpoint("commit:switched")
+        self._clean(keep={self.stage.name} | ({self.current.name} if self.current else set()))
+        failpoint("commit:cleaned")
+
+    def _legacy_tables(self) -> None:
+        """A folder written before generations holds real table folders: they move into a
+        generation of their own (once, not atomically: the only such step)."""
+        legacy = [n for n in (*TABLES, MANIFEST) if (self.folder / n).exists()
+                  and not (self.folder / n).is_symlink()]
+        if legacy:
+            old = self.state / f"{GENERATION}legacy-{self.run_id}"
+            old.mkdir()
+            for n in legacy:
+                os.replace(self.folder / n, old / n)
+
+    def _clean(self, keep: set[str]) -> None:
+        """Remove the generations not in `keep` that no reader can be using: all but the
+        current one at commit (and the one it replaced), dead runs' at the start."""
+        if not self.state.is_dir():
+            return
+        cur = current(self.folder)
+        for d in self.state.iterdir():
+            if not d.name.startswith(GENERATION) or d.name in keep or (
+                    cur is not None and d.name == cur.name):
+                continue
+            if keep or not (d / MANIFEST).exists():
+                shutil.rmtree(d, ignore_errors=True)
+        for d in self.folder.glob(".annostream-tmp-*"):  # stages of older versions
+            shutil.rmtree(d, ignore_errors=True)
+        for f in self.state.glob(f".{CURRENT}.*"):  # a switch that died before its rename
+            f.unlink(missing_ok=True)
 
     def abort(self) -> None:
+        """Drop this run's generation (and the output folder, if this run created it)."""
         shutil.rmtree(self.stage, ignore_errors=True)
-        os.close(self._lock)
+        self._release()
+        self._remove_created()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def _remove_created(self) -> None:
+        if self._created is not None:
+            shutil.rmtree(self._created, ignore_errors=True)
+            self._created = None
+
+
+def failpoint(name: str) -> None:
+    """Tests kill the process at a named step (ANNOSTREAM_FAILPOINT) to prove that every
+    step leaves the output readable as the old or the new conversion."""
+    if os.environ.get("ANNOSTREAM_FAILPOINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _symlink(target: str, link: Path) -> None:
+    """`link` -> `target`, replacing what is there in one rename."""
+    tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}")
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _link(src: Path, dest: Path) -> None:
+    """A hard link (a copy where the file system has none)."""
+    try:
+        os.link(src, dest)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP):
+            raise
+        shutil.copy2(src, dest)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder of `folder`'s path that does not exist yet (what a run that
+    fails must remove again), or None."""
+    missing = None
+    for p in (folder, *folder.parents):
+        if p.exists() or p.is_symlink():
+            break
+        missing = p
+    return missing
 
 
 def _lock_folder(folder: Path) -> int:

@@ -19,6 +19,7 @@ from ..buffers import TableBuffers
 from ..depth import MAX_DEPTH, Limited, TooDeep, too_deep
 from ..elements import ArrayItems
 from ..errors import InputError, TaskError
+from ..numbers import items
 from ..sources import InputStream, Source, decompressed
 from . import core
 from .dataloop import Dataloop, read_elements
@@ -246,7 +247,7 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
             objs = ArrayItems(reader.read, max_depth, array=plan.prefix == "item")
             add = readers.get(plan.platform, src.name).add
         else:
-            objs = ijson.items(limited, plan.prefix, use_float=True,
+            objs = items(limited, plan.prefix,
                                multiple_values=plan.multiple)
             add = readers.get(plan.platform, src.name).add
         out = readers.out

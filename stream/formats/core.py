@@ -17,13 +17,13 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 
-import ijson
 import pyarrow as pa
 
 from ..depth import MAX_DEPTH, Limited, TooDeep, too_deep
 from ..elements import ERRORS, WHITESPACE, ArrayItems, first_key
 from ..errors import AnnostreamError
 from ..numbers import decode
+from ..numbers import items as exact_items
 from ..tables import TABLES
 
 try:  # built by `make` (pip install ./core); the Python reader runs without it
@@ -218,7 +218,7 @@ class CoreItems(ArrayItems):
                 return parts.pop() if parts and n else read(n)
 
         self.offset = start
-        yield from ijson.items(Limited(Rest().read, self._max_depth, start), "", use_float=True,
+        yield from exact_items(Limited(Rest().read, self._max_depth, start), "",
                                multiple_values=True)
 
 

@@ -80,10 +80,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import ijson
-
 from ..buffers import TableBuffers
 from ..errors import AnnostreamError, InputError, TaskError
+from ..numbers import kvitems
 from ..sources import InputStream
 from .common import (
     ABSENT,
@@ -452,7 +451,7 @@ def read_elements(reader: InputStream, name: str) -> Iterator[tuple[dict, str]]:
     """Yield `(element, document meta JSON)` per element of a text-classification JSON."""
     doc: dict = {}
     elements = None
-    for key, value in ijson.kvitems(reader, "", use_float=True):  # bounded: one item's content
+    for key, value in kvitems(reader, ""):  # bounded: one item's content
         if key == "elements":
             elements = value
         else:

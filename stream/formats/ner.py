@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import ijson
-
 from ..errors import InputError
+from ..numbers import kvitems
 from ..sources import InputStream
 
 
@@ -35,7 +34,7 @@ def _document(doc_id: str, spans: list | None, text: str | None) -> dict:
 def read_ner(reader: InputStream, name: str) -> Iterator[dict]:
     """Yield one task object per document, in the order of the texts object."""
     spans: dict[str, list] = {}
-    for doc_id, value in ijson.kvitems(reader, "item", use_float=True):
+    for doc_id, value in kvitems(reader, "item"):
         if type(value) is str:
             yield _document(doc_id, spans.pop(doc_id, None), value)
         elif type(value) is list:

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from ..errors import AnnostreamError
 from ..formats import dataloop, labelstudio
 from ..formats.common import TaskRows, load_cell
+from ..layout import current
 from ..modes import ExportFormat, choices
 from ..query import connect_folder, sql_error
 from ..sql import literal
@@ -105,7 +106,7 @@ def export(folder: str | os.PathLike, output: str | os.PathLike, *, where: str |
     """
     if fmt not in FORMATS:
         raise AnnostreamError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    root = Path(folder).resolve()
+    root = current(folder) or Path(folder).resolve()  # one generation for every table
     out = Path(output)
     if not any((root / "tasks").glob("*.parquet")):
         raise AnnostreamError(f"{folder}: no tasks/*.parquet; is it the output of "
