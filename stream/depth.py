@@ -119,6 +119,11 @@ class Limited:
         self._read, self._depth, self._at = read, Depth(limit, depth), offset
         self._error: TooDeep | None = None
 
+    @property
+    def offset(self) -> int:
+        """The stream offset after the bytes handed out so far (for error messages)."""
+        return self._at
+
     def read(self, n: int = -1) -> bytes:
         if self._error is not None:
             raise self._error

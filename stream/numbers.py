@@ -104,7 +104,7 @@ def _floatstr(o: float) -> str:
     return float.__repr__(o)
 
 
-_iterencode = json.encoder._make_iterencode(  # the json module's own encoder, except floats
+_iterencode = json.encoder._make_iterencode(  # type: ignore[attr-defined]  # json's own, but floats
     None, lambda o: _unknown(o), json.encoder.encode_basestring, None, _floatstr, ":", ",",
     False, False, True)
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeGuard
 
-from ..numbers import dumps, loads  # noqa: F401  (dumps: the readers' JSON text)
+from ..numbers import dumps as dumps  # the readers' JSON text
+from ..numbers import loads
 
 ABSENT = "~absent"  # extra key listing typed keys filled although absent from the input
 LISTED = "~list"  # annotation extra key: its task list when the kind alone cannot tell it

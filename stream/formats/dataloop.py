@@ -81,9 +81,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..buffers import TableBuffers
+from ..depth import Limited
 from ..errors import AnnostreamError, InputError, TaskError
 from ..numbers import kvitems
-from ..sources import InputStream
 from .common import (
     ABSENT,
     BOOL,
@@ -447,7 +447,7 @@ def _id(obj: dict, col: dict, i: int, extra: dict, synthetic: str) -> str:
     return text
 
 
-def read_elements(reader: InputStream, name: str) -> Iterator[tuple[dict, str]]:
+def read_elements(reader: Limited, name: str) -> Iterator[tuple[dict, str]]:
     """Yield `(element, document meta JSON)` per element of a text-classification JSON."""
     doc: dict = {}
     elements = None

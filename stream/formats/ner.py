@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ..depth import Limited
 from ..errors import InputError
 from ..numbers import kvitems
-from ..sources import InputStream
 
 
 def _document(doc_id: str, spans: list | None, text: str | None) -> dict:
@@ -31,7 +31,7 @@ def _document(doc_id: str, spans: list | None, text: str | None) -> dict:
             "predictions": [] if spans is None else [{"result": results}]}
 
 
-def read_ner(reader: InputStream, name: str) -> Iterator[dict]:
+def read_ner(reader: Limited, name: str) -> Iterator[dict]:
     """Yield one task object per document, in the order of the texts object."""
     spans: dict[str, list] = {}
     for doc_id, value in kvitems(reader, "item"):
