@@ -338,7 +338,7 @@ def test_a_task_starting_with_a_manifest_key_is_a_task(tmp_path, key, shape):
 def test_the_sample_manifest_is_still_a_manifest(tmp_path):
     folder = ROOT / "sample_data" / "dataloop" / "v3_export"
     manifest = convert([folder], tmp_path / "out")
-    assert "dataloop/manifest" in manifest["inputs"][0]["formats"]
+    assert "dataloop/manifest" in manifest.manifest["inputs"][0]["formats"]
 
 
 @pytest.mark.parametrize("defect", ["truncated", "garbage_after", "deep"])

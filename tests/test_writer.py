@@ -104,7 +104,9 @@ def test_overwrite_replaces_whole_tables(tmp_path):
     convert([first], out)
     convert([second], out, mode="overwrite")
     assert read_tables(out)["tasks"].column("task_id").to_pylist() == ["3"]
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".annostream"]
+    gens = sorted(p.name for p in (out / ".annostream").iterdir())
+    assert len(gens) == 3 and gens[0] == "current"  # the new generation and the one before
 
 
 def test_a_second_run_on_the_same_folder_fails_clearly_while_the_first_writes(tmp_path):
