@@ -126,10 +126,16 @@ def schema(table: str | None) -> None:
 @click.argument("sql", required=False)
 @click.option("--file", "sql_file", type=click.File("r", encoding="utf-8"),
               help="Run the SQL script in FILE ('-' for stdin); the last statement's rows print.")
+@click.option("--write", is_flag=True,
+              help="Also run statements that write files or databases or load extensions "
+                   "(COPY, EXPORT, ATTACH, INSTALL, LOAD); without it they are refused.")
+@click.option("--safe", is_flag=True,
+              help="For SQL from people you do not trust: DuckDB may read only FOLDER (no "
+                   "other file, no extension, no ATTACH) and cannot be reconfigured.")
 @row_options
 @_errors
-def query(folder: str, sql: str | None, sql_file: IO[str] | None, fmt: str | None,
-          output: str | None) -> None:
+def query(folder: str, sql: str | None, sql_file: IO[str] | None, write: bool, safe: bool,
+          fmt: str | None, output: str | None) -> None:
     """Run SQL over a converted folder: every table and view is registered in DuckDB.
 
     \b
@@ -141,14 +147,21 @@ def query(folder: str, sql: str | None, sql_file: IO[str] | None, fmt: str | Non
     """
     if (sql is None) == (sql_file is None):
         raise click.UsageError("give the SQL either as an argument or with --file (exactly one)")
+    if safe and write:
+        raise click.UsageError("--safe runs no statement that writes: drop --write")
     from .api import connect
+    from .query import allowed_roots, lock_down
     from .query import run as run_sql
+    from .row_output import staging_for
 
     script = sql_file.read() if sql_file is not None else sql or ""  # bounded: a SQL script
     con = connect(folder)
-    rel = run_sql(con, script)
-    if rel is not None:
-        _report(emit(con, rel, fmt, output), output)
+    with staging_for(output if safe else None) as staging:
+        if safe:  # our own COPY of --output writes into a fresh folder, then renames
+            lock_down(con, allowed_roots(folder) + ([str(staging) + "/"] if staging else []))
+        rel = run_sql(con, script, write=write)
+        if rel is not None:
+            _report(emit(con, rel, fmt, output, staging=staging), output)
 
 
 @main.command()

@@ -289,10 +289,18 @@ def connect_folder(folder: str | os.PathLike) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def run(con: duckdb.DuckDBPyConnection, script: str) -> duckdb.DuckDBPyRelation | None:
+# Statements that act outside the in-memory session: they write files or databases, or
+# load code. `query` runs them only when asked (--write), never in safe mode.
+WRITES = frozenset({"COPY", "COPY_DATABASE", "EXPORT", "ATTACH", "DETACH", "LOAD", "EXTENSION",
+                    "VACUUM"})
+
+
+def run(con: duckdb.DuckDBPyConnection, script: str,
+        write: bool = False) -> duckdb.DuckDBPyRelation | None:
     """Execute every statement of `script`; the last one's rows as a lazy relation (or None).
 
     Statements are split by DuckDB, so an error's line and column refer to the whole script.
+    Nothing runs when one of them is a WRITES statement and `write` is false.
     """
     try:
         statements = con.extract_statements(script)
@@ -300,6 +308,11 @@ def run(con: duckdb.DuckDBPyConnection, script: str) -> duckdb.DuckDBPyRelation 
         raise sql_error(exc, script) from exc
     if not statements:
         raise QueryError("no SQL statement given")
+    for i, st in enumerate(statements, 1):
+        if st.type.name in WRITES and not write:
+            raise QueryError(f"statement {i} is {st.type.name.replace('_', ' ')}: it writes "
+                             "files or databases or loads extensions, which query does only "
+                             "with --write (see docs/query.md, trust model)")
     rel, offset = None, 0
     for st in statements:
         start = script.find(st.query, offset)
@@ -309,6 +322,57 @@ def run(con: duckdb.DuckDBPyConnection, script: str) -> duckdb.DuckDBPyRelation 
         except duckdb.Error as exc:
             raise sql_error(exc, script, max(start, 0)) from exc
     return rel
+
+
+def one_expression(text: str, what: str = "--where") -> str:
+    """`text` as exactly one SQL expression, parenthesised on lines of its own (a trailing
+    `--` comment cannot swallow the parenthesis); a QueryError for anything else: several
+    statements, a FROM, a set operation, an unbalanced parenthesis or comment. DuckDB's own
+    parser decides, on `SELECT (<text>)`."""
+    import json
+
+    sql = f"SELECT (\n{text}\n)"
+    con = duckdb.connect()
+    try:
+        statements = con.extract_statements(sql)
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
+    except duckdb.Error as exc:
+        raise QueryError(f"{what}: not one SQL expression: "
+                         f"{str(exc).strip().splitlines()[0]}") from exc
+    finally:
+        con.close()
+    node = tree["statements"][0]["node"] if not tree.get("error") and tree["statements"] else {}
+    if (len(statements) != 1 or node.get("type") != "SELECT_NODE"
+            or len(node["select_list"]) != 1 or node["from_table"]["type"] != "EMPTY"
+            or any(node.get(k) for k in ("where_clause", "group_expressions", "having",
+                                          "qualify", "modifiers", "sample"))
+            or node["cte_map"]["map"]):
+        why = tree.get("error_message") or "it is more than one expression"
+        raise QueryError(f"{what}: not one SQL expression ({why}): {text!r}")
+    return f"(\n{text}\n)"
+
+
+def lock_down(con: duckdb.DuckDBPyConnection, allowed: list[str]) -> None:
+    """Safe mode for SQL from people who may not read the machine: DuckDB reaches only the
+    `allowed` folders (the conversion or lake being queried), loads no extension, writes no
+    persistent secret, and no statement can change that (the configuration is locked)."""
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET allowed_directories = [{', '.join(literal(a) for a in allowed)}]")
+    for setting in ("autoinstall_known_extensions", "autoload_known_extensions",
+                    "allow_community_extensions", "allow_persistent_secrets",
+                    "enable_external_access"):
+        con.execute(f"SET {setting} = false")
+    con.execute("SET lock_configuration = true")
+
+
+def allowed_roots(folder_or_lake: str | os.PathLike) -> list[str]:
+    """What a safe-mode connection may read: the folder (its real path, with a trailing
+    separator: a prefix of every file in it) or the lake's URI prefix."""
+    target = os.fspath(folder_or_lake)
+    if "://" in target and not target.startswith("file://"):
+        return [target.rstrip("/") + "/"]
+    path = Path(target.removeprefix("file://")).resolve()
+    return [str(path) + os.sep]
 
 
 _CONTEXT = re.compile(r"\n*LINE (\d+): (.*)\n( *)\^+")

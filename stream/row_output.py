@@ -11,8 +11,11 @@ from __future__ import annotations
 import csv
 import functools
 import os
+import shutil
 import sys
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -63,20 +66,27 @@ def row_options(fn: Callable) -> Callable:
 
 
 def emit(con: duckdb.DuckDBPyConnection, rel: duckdb.DuckDBPyRelation, fmt: str | None = None,
-         output: str | None = None, out: TextIO | None = None) -> int | None:
-    """Print `rel` in `fmt` to `out` (stdout), or COPY it to `output`; returns rows written
-    to a file. DuckDB errors (also those raised mid-stream) become one-line QueryErrors."""
+         output: str | None = None, out: TextIO | None = None,
+         staging: Path | None = None) -> int | None:
+    """Print `rel` in `fmt` to `out` (stdout), or COPY it to `output` (through `staging`, a
+    fresh folder, when given: see `staging_for`); returns rows written to a file. DuckDB
+    errors (also those raised mid-stream) become one-line QueryErrors."""
     import duckdb
 
     from .query import sql_error
 
     out = out or sys.stdout
     try:
-        con.execute("SET enable_progress_bar = false")  # DuckDB draws it on stdout, among rows
-        rel.create_view(RESULT_VIEW, replace=True)
+        if not _locked(con):  # (a locked connection has it off already: query.lock_down)
+            con.execute("SET enable_progress_bar = false")  # DuckDB draws it on stdout
+        try:
+            rel.create_view(RESULT_VIEW, replace=True)
+        except duckdb.InvalidInputException:  # the rows of a statement that ran already
+            # (PRAGMA, EXPLAIN, COPY's count, SET): held by DuckDB, small
+            con.register(RESULT_VIEW, rel.to_arrow_table())
         view = con.sql(f"SELECT * FROM {RESULT_VIEW}")  # duplicate names made unique here
         if output:
-            return _copy(con, view, output)
+            return _copy(con, view, output, staging)
         fmt = fmt or ("table" if out.isatty() else "csv")
         try:
             WRITERS[fmt](con, view, out)
@@ -181,8 +191,10 @@ WRITERS: dict[str, Callable] = {"table": _table, "csv": _csv(","), "tsv": _csv("
                                 "json": _json, "ndjson": _ndjson, "markdown": _markdown}
 
 
-def _copy(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyRelation, output: str) -> int:
-    """COPY the result to `output` under a temporary name; renamed only when complete."""
+def _copy(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyRelation, output: str,
+          staging: Path | None = None) -> int:
+    """COPY the result to `output` under a temporary name (in `staging` when given); renamed
+    only when complete."""
     path = Path(output)
     ext = path.suffix.lower()
     if ext not in FILE_FORMATS:
@@ -190,6 +202,35 @@ def _copy(con: duckdb.DuckDBPyConnection, view: duckdb.DuckDBPyRelation, output:
                               f"use one of {', '.join(FILE_FORMATS)}")
     options, as_text = FILE_FORMATS[ext]
     select = _text_select(view) if as_text else f"SELECT * FROM {RESULT_VIEW}"
+    if staging is not None:
+        tmp = staging / path.name
+        rows = con.execute(f"COPY ({select}) TO {literal(str(tmp))} ({options})").fetchone()
+        os.replace(tmp, path)
+        return rows[0] if rows else 0
     with replacing(path) as tmp:
         rows = con.execute(f"COPY ({select}) TO {literal(str(tmp))} ({options})").fetchone()
     return rows[0] if rows else 0
+
+
+def _locked(con: duckdb.DuckDBPyConnection) -> bool:
+    rows = con.execute("SELECT current_setting('lock_configuration')").fetchall()
+    return bool(rows and rows[0][0])
+
+
+@contextmanager
+def staging_for(output: str | None) -> Iterator[Path | None]:
+    """A fresh empty folder next to `output` (None without one), removed afterwards: the one
+    place a locked-down connection may write (`query --safe --output`)."""
+    if output is None:
+        yield None
+        return
+    path = Path(output).absolute()
+    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.d")
+    try:
+        staging.mkdir()
+    except OSError as exc:
+        raise AnnostreamError(f"{output}: cannot write there: {exc.strerror or exc}") from exc
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

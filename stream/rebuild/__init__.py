@@ -36,7 +36,7 @@ from ..formats import dataloop, labelstudio
 from ..formats.common import TaskRows, load_cell
 from ..layout import current
 from ..modes import ExportFormat, choices
-from ..query import connect_folder, sql_error
+from ..query import allowed_roots, connect_folder, lock_down, one_expression, sql_error
 from ..sql import literal
 from .containers import CONTAINERS, JsonArray, Staging
 from .walk import BATCH_ROWS, walk
@@ -69,7 +69,7 @@ def _selection(where: str | None, files: Sequence[str], source: str | None) -> t
     """The SQL predicate on tasks and its parameters ('true': everything)."""
     preds, params = [], []
     if where:
-        preds.append(f"({where})")
+        preds.append(one_expression(where))
     if files:
         preds.append("(" + " OR ".join("file = ? OR starts_with(file, ?)" for _ in files) + ")")
         for f in files:
@@ -114,6 +114,8 @@ def export(folder: str | os.PathLike, output: str | os.PathLike, *, where: str |
     source = "labelstudio" if as_predictions else None if fmt == "auto" else fmt
     pred, params = _selection(where, files, source)
     con = connect_folder(root) if pred != "true" else None  # no selection: no SQL needed
+    if con is not None:  # the selection reads this conversion and nothing else
+        lock_down(con, allowed_roots(root))
     if con is None:
         n_tasks, lo, hi = _file_range(root)
     else:
