@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import resource
@@ -97,11 +98,18 @@ def mutate(rng: random.Random, data: bytes, others: list[bytes]) -> bytes:
 
 
 # -- one run -----------------------------------------------------------------------------------
+def _number(text: str) -> object:
+    """What the converter promises for a number with a fraction or an exponent: the double
+    nearest to it (as every Python JSON reader), exactly its value when beyond double range."""
+    f = float(text)
+    return f if math.isfinite(f) else Decimal(text)
+
+
 def _exact(text: bytes | str) -> object:
-    """JSON (or NDJSON) with every number as a Decimal: the comparison of the round trip,
-    by the json module, not by the converter's own parsing."""
+    """JSON (or NDJSON) with integers exact and other numbers as `_number` says: the
+    comparison of the round trip, by the json module, not by the converter's own parsing."""
     def load(s: str) -> object:
-        return json.loads(s, parse_float=Decimal, parse_int=Decimal,
+        return json.loads(s, parse_float=_number, parse_int=Decimal,
                           parse_constant=lambda c: ("const", c))
     s = text.decode("utf-8-sig") if isinstance(text, bytes) else text
     try:
