@@ -15,7 +15,10 @@ runs this same loop for about a minute; run it for as long as you like:
 from __future__ import annotations
 
 import argparse
+import bz2
+import gzip
 import json
+import lzma
 import math
 import os
 import random
@@ -26,6 +29,7 @@ import sys
 import tempfile
 import time
 import traceback
+import zipfile
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -118,6 +122,29 @@ def _exact(text: bytes | str) -> object:
         return [load(line) for line in s.splitlines() if line.strip()]
 
 
+def _documents(path: Path) -> list:
+    """The JSON documents of an input as the json module reads them: a compressed file's
+    content, a zip's JSON members (by the magic bytes, as the converter decides)."""
+    data = path.read_bytes()
+    if data.startswith(b"PK\x03\x04"):
+        docs = []
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                name = info.filename.rsplit("/", 1)[-1]
+                if info.is_dir() or name.startswith(".") or info.filename.startswith("__MACOSX/"):
+                    continue
+                try:
+                    docs.append(_exact(zf.read(info)))
+                except (ValueError, UnicodeDecodeError):
+                    pass  # not JSON: the converter skips it too
+        return docs
+    for magic, open_ in ((b"\x1f\x8b", gzip.decompress), (b"BZh", bz2.decompress),
+                         (b"\xfd7zXZ\x00", lzma.decompress)):
+        if data.startswith(magic):
+            data = open_(data)
+    return [_exact(data)]
+
+
 def _cli(argv: list[str]) -> int:
     try:
         main.main(argv, prog_name="annostream", standalone_mode=True)
@@ -137,11 +164,16 @@ def _child(path: Path, work: Path, cap: int) -> int:
         summary = json.loads((work / "out" / "_manifest.json").read_text())
         if summary["rows"]["tasks"] == 0:  # a Dataloop manifest: nothing to give back
             return 0 if "dataloop/manifest" in summary["inputs"][0]["formats"] else 10
-        code = _cli(["export", str(work / "out"), "-o", str(work / "back.json"), "-q"])
+        code = _cli(["export", str(work / "out"), "-o", str(work / "back") + "/", "-q"])
         if code != 0:
             return 11
-        back = (work / "back.json").read_bytes()
-        return 0 if _exact(back) == _exact(path.read_bytes()) else 10
+        got = [_exact(f.read_bytes()) for f in sorted((work / "back").rglob("*")) if f.is_file()]
+        want = _documents(path)
+        for doc in got:
+            if doc not in want:
+                return 10
+            want.remove(doc)
+        return 0 if not want else 10
     except MemoryError:
         return 12
     except BaseException:

@@ -19,6 +19,17 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_data"
 
 
+def staging_left(out: Path) -> list[str]:
+    """What a run left in an output folder besides its generations (writer.OutputFolder): a
+    generation without a manifest (a dead run's stage), a temporary file, an old-style stage."""
+    left = [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".annostream"]
+    state = out / ".annostream"
+    if state.is_dir():
+        left += [p.name for p in state.iterdir() if p.name != "current"
+                 and not (p / "_manifest.json").is_file()]
+    return left
+
+
 def read_tables(out: Path) -> dict[str, pa.Table]:
     """Every table of a converted folder, read back from its Parquet parts."""
     return {t: pq.read_table(out / t) for t in TABLES}

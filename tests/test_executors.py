@@ -14,7 +14,7 @@ import time
 import zipfile
 
 import pytest
-from conftest import clusters, load_script, read_tables, run_cli
+from conftest import clusters, load_script, read_tables, run_cli, staging_left
 
 from stream import convert
 from stream.errors import AnnostreamError
@@ -158,6 +158,6 @@ def test_a_dask_worker_killed_mid_job(dask_cluster, tmp_path):
     assert_same(expected, read_tables(out))
     manifest = json.loads((out / "_manifest.json").read_text())
     assert len(manifest["runs"]) == 1
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert staging_left(out) == []
     with Client(dask_cluster.address, set_as_default=False) as client:
         clusters.wait_for(lambda: len(client.nthreads()) == 2, "the restarted worker")

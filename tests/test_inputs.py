@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import SAMPLES, read_tables, run_cli
+from conftest import SAMPLES, read_tables, run_cli, staging_left
 
 from stream import __version__, convert
 from stream.tables import SCHEMA_VERSION, TABLES
@@ -209,7 +209,7 @@ def test_append_adds_a_run(tmp_path, reference, via):
     assert len(manifest["runs"]) == 2
     assert manifest["rows"] == {t: got[t].num_rows for t in TABLES}
     assert manifest["rows"] == {t: sum(r["rows"][t] for r in manifest["runs"]) for t in TABLES}
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left
+    assert staging_left(out) == []
 
 
 @pytest.mark.parametrize("via", ["api", "cli"])
@@ -222,7 +222,9 @@ def test_overwrite_replaces_the_previous_conversion(tmp_path, via):
     assert got["tasks"]["task_id"].to_pylist() == [str(TASKS[3]["id"])]
     manifest = json.loads((out / "_manifest.json").read_text())
     assert [i["name"] for i in manifest["inputs"]] == [str(b)] and len(manifest["runs"]) == 1
-    assert sorted(p.name for p in out.iterdir()) == sorted([*TABLES, "_manifest.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*TABLES, "_manifest.json",
+                                                            ".annostream"])
+    assert staging_left(out) == []
 
 
 def test_existing_output_is_refused_without_append_or_overwrite(tmp_path):
