@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import bz2
+import contextlib
 import gzip
 import json
 import lzma
@@ -133,10 +134,8 @@ def _documents(path: Path) -> list:
                 name = info.filename.rsplit("/", 1)[-1]
                 if info.is_dir() or name.startswith(".") or info.filename.startswith("__MACOSX/"):
                     continue
-                try:
+                with contextlib.suppress(ValueError):  # not JSON: the converter skips it too
                     docs.append(_exact(zf.read(info)))
-                except (ValueError, UnicodeDecodeError):
-                    pass  # not JSON: the converter skips it too
         return docs
     for magic, open_ in ((b"\x1f\x8b", gzip.decompress), (b"BZh", bz2.decompress),
                          (b"\xfd7zXZ\x00", lzma.decompress)):
