@@ -168,7 +168,7 @@ def test_local_workers_die_with_their_parent(tmp_path):
     workers = [int(parent.stdout.readline()) for _ in range(2)]
     parent.kill()
     parent.wait()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # the kernel kills them at once; a loaded CI is slow
     while any(Path(f"/proc/{w}").exists() and "Z" not in _state(w) for w in workers):
         assert time.monotonic() < deadline, "a worker outlived its parent"
         time.sleep(0.05)
