@@ -44,11 +44,14 @@ def counts_by_query(out: Path) -> tuple | None:
 
 def counts_by_glob(out: Path) -> tuple | None:
     """Rows per table through the README's plain DuckDB glob, `out/<table>/*.parquet`."""
+    con = duckdb.connect()  # its own: a result left open would block the default one
     try:
-        return tuple(duckdb.execute(f"SELECT count(*) FROM '{out}/{t}/*.parquet'").fetchone()[0]
+        return tuple(con.execute(f"SELECT count(*) FROM '{out}/{t}/*.parquet'").fetchall()[0][0]
                      for t in TABLES)
     except duckdb.IOException:  # no files: no conversion yet
         return None
+    finally:
+        con.close()
 
 
 def expected(tmp_path: Path, *inputs: Path, name: str) -> tuple:
