@@ -196,6 +196,9 @@ def run_one(data: bytes, name: str, work: Path, cap_mb: int = CAP_MB,
         fd = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.dup2(fd, 2)
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        # the streams themselves too: under pytest they are capture objects, not fds 1 and 2
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
         code = 1
         try:
             code = _child(path, work, size + (cap_mb << 20))
