@@ -138,7 +138,7 @@ def test_a_dask_worker_killed_mid_job(dask_cluster, tmp_path):
     def kill_when_parts_appear() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if list(out.glob(".annostream-tmp-*/tasks/*.parquet")):
+            if list(out.glob(".annostream/gen-*/tasks/*.parquet")):  # the run's stage
                 os.kill(victim, signal.SIGKILL)
                 killed.set()
                 return
