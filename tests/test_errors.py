@@ -15,7 +15,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES, read_tables, run_cli
+from helpers import SAMPLES, read_tables, run_cli
 
 from stream import convert
 from stream.errors import InputError

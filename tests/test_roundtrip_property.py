@@ -11,9 +11,10 @@ import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+from helpers import json_diff, json_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_roundtrip import json_diff, json_values
 
 from stream import convert, export
 
@@ -152,6 +153,7 @@ export_shape = st.lists(task | task | flat | storage, min_size=1, max_size=4).ma
 
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@pytest.mark.slow
 @given(tasks=export_shape, ndjson=st.booleans())
 def test_any_label_studio_export_round_trips(tasks, ndjson):
     with tempfile.TemporaryDirectory() as tmp:
@@ -225,6 +227,8 @@ item = with_unknown(
 ).flatmap(lambda i: st.builds(lambda f: {"filename": f, **i}, drift(st.text(max_size=8))))
 
 
+@settings(deadline=None)  # no wall-clock limit: a loaded CI machine is not a failure
+@pytest.mark.slow
 @given(items=st.lists(item, min_size=1, max_size=3))
 def test_any_dataloop_export_round_trips(items):
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,14 +32,14 @@ BOM = b"\xef\xbb\xbf"
 WHITESPACE = b" \t\r\n"
 SKIPPED_LISTED = 1000  # skipped tasks listed in the manifest; the rest are only counted
 
-# Keys that only a Dataloop item has at its top level (FORMATS.md B2).
+# Keys that only a Dataloop item has at its top level (docs/formats.md B2).
 DATALOOP_KEYS = frozenset({"datasetId", "filename", "_id", "itemMetadata", "dir",
                            "annotationsCount"})
 # Keys of a Dataloop V3 export manifest (it has `datasetId` too, so it is checked first).
 MANIFEST_KEYS = frozenset({"manifestVersion", "exportId", "partitioning"})
 # Keys only a Dataloop annotation has: an item whose `annotations` come first.
 DATALOOP_ANNOTATION_KEYS = frozenset({"itemId", "coordinates"})
-# Keys of a Label Studio task (FORMATS.md A): a first object with one is a task, never NER.
+# Keys of a Label Studio task (docs/formats.md A): a first object with one is a task, never NER.
 TASK_KEYS = frozenset({"data", "predictions", "annotations", "drafts", "completions", "id",
                        "meta", "created_at", "updated_at", "inner_id", "project",
                        "total_annotations", "cancelled_annotations", "total_predictions"})
@@ -97,7 +97,7 @@ def _first_keys(head: bytes, prefix: str, limit: int = 64,
 
 
 def _ner_like(head: bytes) -> bool:
-    """FORMATS.md part C: `[{doc: [[start, end], ...]}, {doc: text}]`.
+    """docs/formats.md part C: `[{doc: [[start, end], ...]}, {doc: text}]`.
 
     Only the start can be peeked, and a task array can start the same way
     (`[{"predictions": [], "data": ...}]`): the first value must be empty or start with an
@@ -205,13 +205,8 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
     raw = src.open()
     try:
         reader = decompressed(src.name, raw)
-        plan = sniff(reader)
+        plan = _plan(src, reader)
         if plan is None:
-            if src.explicit:
-                got = reader.peek(16).lstrip(WHITESPACE)[:8]
-                raise InputError(src.name, "not a JSON export: it is empty" if not got else
-                                 f"not a JSON export: it starts with {got!r}", offset=0)
-            log.warning("%s: not JSON, skipped", src.name)
             return stats
         stats.platform, stats.container = plan.platform, plan.container
         if plan.container == "manifest":
@@ -220,27 +215,11 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
             return stats
         use_core = (plan.platform == "labelstudio" and plan.container in ("array", "object")
                     and core.enabled())
-        if plan.platform == "ner":
-            objs: Iterator = read_ner(reader, src.name)
-            add = readers.get("labelstudio", src.name).add
-        elif plan.container == "elements":
-            objs = read_elements(reader, src.name)
-            add = readers.get("dataloop", src.name).add
-        elif use_core:  # the compiled core, with the Python reader for what it declines
-            objs = core.items(reader.read, src.name, plan.container)
-            add = readers.get(plan.platform, src.name).add
-        elif plan.prefix == "item":
-            objs = ArrayItems(reader.read)  # the elements ijson.items would give, parsed faster
-            add = readers.get(plan.platform, src.name).add
-        else:
-            objs = ijson.items(reader, plan.prefix, use_float=True, multiple_values=plan.multiple)
-            add = readers.get(plan.platform, src.name).add
+        objs, add = _objects(plan, reader, src.name, readers, use_core)
         out = readers.out
-        position = first = 0
+        position = first = 0 if span is None else span.position
         if span is not None:
             objs = span.core_items(raw, src.name, plan.container) if use_core else span.items(raw)
-            position = span.position
-            first = position
         # byte offsets for errors: the element's start in an array, else what was read
         where = objs if hasattr(objs, "offset") and plan.container != "object" else reader
         while True:
@@ -286,6 +265,35 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
         return stats
     finally:
         raw.close()
+
+
+def _plan(src: Source, reader: InputStream) -> Plan | None:
+    """The input's plan; None for a file inside a folder or zip that is not JSON (skipped),
+    an InputError for one the user named."""
+    plan = sniff(reader)
+    if plan is None:
+        if src.explicit:
+            got = reader.peek(16).lstrip(WHITESPACE)[:8]
+            raise InputError(src.name, "not a JSON export: it is empty" if not got else
+                             f"not a JSON export: it starts with {got!r}", offset=0)
+        log.warning("%s: not JSON, skipped", src.name)
+    return plan
+
+
+def _objects(plan: Plan, reader: InputStream, name: str, readers: Readers,
+             use_core: bool) -> tuple[Iterator, Callable[[Any, str, int, str], None]]:
+    """The parsed tasks or items of an input, and the `add` of the reader they go to;
+    `use_core`: the compiled core parses them (the Python reader takes what it declines)."""
+    if plan.platform == "ner":
+        return read_ner(reader, name), readers.get("labelstudio", name).add
+    if plan.container == "elements":
+        return read_elements(reader, name), readers.get("dataloop", name).add
+    add = readers.get(plan.platform, name).add
+    if use_core:
+        return core.items(reader.read, name, plan.container), add
+    if plan.prefix == "item":
+        return ArrayItems(reader.read), add  # the elements ijson.items gives, parsed faster
+    return ijson.items(reader, plan.prefix, use_float=True, multiple_values=plan.multiple), add
 
 
 def _skip(stats: FileStats, name: str, position: int, error: str) -> None:
