@@ -10,12 +10,13 @@ import lzma
 import os
 import subprocess
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from hypothesis import strategies as st
 
 from stream.tables import TABLES
 
@@ -178,3 +179,224 @@ def json_values(path: Path) -> list:
             return values
         value, i = decoder.raw_decode(text, i)
         values.append(value)
+
+
+# -- the bad-input corpus: real sample tasks with one defect at a known task ------------------
+TASKS = json.loads((LS / "image_regions.json").read_text(encoding="utf-8")) + \
+    json.loads((LS / "classification.json").read_text(encoding="utf-8"))
+BAD_AT = 1  # the defect sits in the second task of each bad array
+
+
+def array(tasks: list) -> bytes:
+    return json.dumps(tasks, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def task_start(tasks: list, k: int) -> int:
+    """Byte offset at which task k begins in `array(tasks)`: after '[' and k tasks with commas."""
+    return 1 + sum(len(array(t)) + 1 for t in tasks[:k])
+
+
+def with_bad_task(defect) -> bytes:
+    tasks = json.loads(json.dumps(TASKS))
+    defect(tasks[BAD_AT])
+    return array(tasks)
+
+
+def truncated() -> bytes:
+    data = array(TASKS)
+    start, end = task_start(TASKS, BAD_AT), task_start(TASKS, BAD_AT + 1)
+    return data[:(start + end) // 2]
+
+
+def invalid_utf8() -> bytes:
+    data = array(TASKS)
+    at = data.index(b'"Truck"', task_start(TASKS, BAD_AT))  # a label of task 1
+    return data[:at + 1] + b"\xff\xfe" + data[at + 3:]
+
+
+def set_key(key, value):
+    return lambda t: t.__setitem__(key, value)
+
+
+def result_is_a_number(t):
+    t["annotations"][1]["result"][1] = 7
+
+
+def annotation_is_a_list(t):
+    t["annotations"][0] = [1, 2]
+
+
+# name -> (file bytes, task position the message must name or None, words it must contain)
+BAD = {
+    "truncated": (truncated(), BAD_AT, "truncated JSON"),
+    "invalid_utf8": (invalid_utf8(), BAD_AT, "invalid UTF-8"),
+    "scalar_root": (b"42\n", None, "not a JSON export"),
+    "string_root": (b'"tasks.json"', None, "not a JSON export"),
+    "empty": (b"", None, "not a JSON export: it is empty"),
+    "not_json": (b"id,image\n1,a.jpg\n", None, "not a JSON export"),
+    "array_of_numbers": (b"[1, 2, 3]", 0, "expected a task object, got a number"),
+    "array_of_arrays": (array([TASKS[0], [TASKS[1]]]), BAD_AT, "expected a task object, got an array"),
+    "object_without_data": (b'{"title": "My project", "label_config": "<View/>"}', 0, "no 'data' key"),
+    "annotations_string": (with_bad_task(set_key("annotations", "none yet")), BAD_AT,
+                           "'annotations' is a string, expected a list"),
+    "predictions_object": (with_bad_task(set_key("predictions", {"id": 4})), BAD_AT,
+                           "'predictions' is an object, expected a list"),
+    "result_number": (with_bad_task(result_is_a_number), BAD_AT, "result 1 is a number"),
+    "annotation_array": (with_bad_task(annotation_is_a_list), BAD_AT, "annotation 0 is an array"),
+    "garbage_after_task": (array(TASKS[:1])[:-1] + b",}", BAD_AT, "invalid JSON"),
+    "ndjson_broken_line": (array(TASKS[0]) + b"\n" + array(TASKS[1])[:-9] + b"\n" + array(TASKS[2]),
+                           BAD_AT, "invalid JSON"),
+    "ndjson_line_without_data": (array(TASKS[0]) + b"\n" + array({"title": "not a task"}), BAD_AT,
+                                 "no 'data' key"),
+    "corrupt_gzip": (lambda: corrupt(gzip.compress(array(TASKS))), None, "corrupt or truncated gzip"),
+    "truncated_gzip": (lambda: gzip.compress(array(TASKS))[:-12], None, "corrupt or truncated gzip"),
+    "truncated_bz2": (lambda: bz2.compress(array(TASKS))[:-40], None, "corrupt or truncated bz2"),
+    "truncated_xz": (lambda: lzma.compress(array(TASKS))[:-40], None, "corrupt or truncated xz"),
+}
+
+
+def corrupt(data: bytes) -> bytes:
+    """Flip bytes in the middle of a compressed stream."""
+    mid = len(data) // 2
+    return data[:mid] + bytes(b ^ 0x5A for b in data[mid:mid + 64]) + data[mid + 64:]
+
+
+def bad_file(tmp_path: Path, name: str) -> Path:
+    data = BAD[name][0]
+    path = tmp_path / f"{name}.json"  # every bad file is named .json: the content decides
+    path.write_bytes(data() if callable(data) else data)
+    return path
+
+
+# -- hypothesis: random Label Studio exports (every object kind, drift, unknown keys) ---------
+RESERVED = ("~absent", "~list")  # the converter's own extra keys (see stream/tables.py)
+
+keys = st.text(max_size=6).filter(lambda k: k not in RESERVED)
+ints = st.integers(min_value=1 - 2 ** 63, max_value=2 ** 63 - 1)  # yajl rejects the others
+small_ints = st.integers(min_value=-5, max_value=100_000)
+floats = st.floats(allow_nan=False, allow_infinity=False)
+leaves = st.none() | st.booleans() | ints | small_ints | floats | st.text(max_size=12)
+json_values_st = st.recursive(leaves, lambda inner: st.lists(inner, max_size=3)
+                              | st.dictionaries(keys, inner, max_size=3), max_leaves=10)
+deep = st.recursive(leaves, lambda inner: st.lists(inner, max_size=2)
+                    | st.dictionaries(keys, inner, max_size=2), max_leaves=25)
+data = st.dictionaries(keys, deep, max_size=3)  # Label Studio task data is an object
+
+
+def drift(typed: st.SearchStrategy) -> st.SearchStrategy:
+    """The right JSON type most of the time, else anything (null, a string for a number...)."""
+    return st.one_of(typed, typed, json_values_st)
+
+
+def unknown(known: frozenset) -> st.SearchStrategy:
+    return st.dictionaries(keys.filter(lambda k: k not in known), json_values_st, max_size=2)
+
+
+def with_unknown(fixed: dict, known: frozenset) -> st.SearchStrategy:
+    """Optional typed keys plus unknown keys, in random order."""
+    return st.builds(lambda a, b: {**b, **a}, st.fixed_dictionaries({}, optional=fixed),
+                     unknown(known | frozenset(fixed)))
+
+
+def _ts(d: datetime, style: int) -> str:
+    return [d.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), d.isoformat(), d.strftime("%Y-%m-%d %H:%M:%S"),
+            d.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            d.astimezone(timezone(timedelta(hours=2))).isoformat()][style]
+
+
+timestamps = drift(st.builds(_ts, st.datetimes(min_value=datetime(1970, 1, 1),
+                                               max_value=datetime(2100, 1, 1),
+                                               timezones=st.just(timezone.utc)),
+                             st.integers(0, 4)))
+ids = drift(small_ints | st.text(max_size=8) | small_ints.map(str))
+labels = drift(st.lists(st.text(max_size=5), max_size=3))
+TYPES = ["rectanglelabels", "polygonlabels", "keypointlabels", "labels", "choices", "textarea",
+         "taxonomy", "rating", "number", "hypertextlabels", "paragraphlabels", "timeserieslabels",
+         "brush", "pairwise", "brandnewtool", ""]
+VALUE_KEYS = ["x", "y", "width", "height", "rotation", "points", "start", "end", "text",
+              "labels", "choices", "taxonomy", "number", "rating", "globalOffsets", "channel",
+              "rectanglelabels", "startOffset", "format", "rle"]
+
+keyframe = with_unknown({"frame": drift(small_ints), "time": drift(floats), "enabled":
+                         drift(st.booleans()), "x": drift(floats | small_ints), "y": drift(floats),
+                         "width": drift(floats), "height": drift(floats), "rotation": drift(floats),
+                         "auto": drift(st.booleans())}, frozenset())
+video_value = st.builds(lambda seq, rest: {**rest, "sequence": seq}, st.lists(keyframe, max_size=4),
+                        st.dictionaries(st.sampled_from(["framesCount", "frameCount", "duration",
+                                                         "labels"]), drift(small_ints), max_size=3))
+value = (st.dictionaries(st.sampled_from(VALUE_KEYS) | keys, json_values_st, max_size=4)
+         | json_values_st)
+RESULT_KNOWN = frozenset({"id", "from_name", "to_name", "type", "value", "origin", "score",
+                          "parentID", "readonly", "original_width", "original_height",
+                          "image_rotation"})
+region = st.builds(lambda r, typ, v: {**r, **typ, **v}, with_unknown(
+    {"id": drift(st.text(min_size=1, max_size=10)), "from_name": drift(st.text(max_size=5)),
+     "to_name": st.text(max_size=5), "origin": drift(st.sampled_from(["manual", "prediction"])),
+     "score": drift(floats), "parentID": st.text(max_size=4), "readonly": drift(st.booleans()),
+     "original_width": drift(small_ints), "original_height": drift(small_ints),
+     "image_rotation": drift(floats)}, RESULT_KNOWN),
+    st.fixed_dictionaries({}, optional={"type": drift(st.sampled_from(TYPES) | st.text(max_size=8))}),
+    st.fixed_dictionaries({}, optional={"value": value}))
+video = st.builds(lambda r, v: {**r, "type": "videorectangle", "value": v},
+                  with_unknown({"id": drift(st.text(max_size=10))}, RESULT_KNOWN), video_value)
+relation = st.builds(lambda r: {**r, "type": "relation"}, with_unknown(
+    {"from_id": drift(st.text(max_size=5)), "to_id": drift(st.text(max_size=5)),
+     "direction": drift(st.sampled_from(["right", "left", "bi"])), "labels": labels},
+    frozenset({"type"})))
+not_list = json_values_st.filter(lambda v: type(v) is not list)
+results = st.lists(region | video | relation, max_size=5) | not_list  # items must be objects
+
+ANNOTATION_KNOWN = frozenset({"id", "completed_by", "created_at", "updated_at", "updated_by",
+                              "result", "was_cancelled", "ground_truth", "lead_time",
+                              "model_version", "score", "result_count", "skipped"})
+user = st.fixed_dictionaries({"id": ids}, optional={"email": drift(st.text(max_size=8)),
+                                                     "first_name": st.text(max_size=5)})
+annotation = with_unknown(
+    {"id": ids, "completed_by": drift(small_ints | user), "updated_by": ids,
+     "created_at": timestamps, "updated_at": timestamps, "was_cancelled": drift(st.booleans()),
+     "skipped": drift(st.booleans()), "ground_truth": drift(st.booleans()),
+     "lead_time": drift(floats | small_ints), "model_version": drift(st.text(max_size=5)),
+     "score": drift(floats), "result_count": drift(small_ints), "result": results},
+    ANNOTATION_KNOWN)
+id_only = small_ints | st.text(max_size=6) | small_ints.map(str)
+anns = st.lists(annotation, max_size=3)
+LIST_KEYS = frozenset({"annotations", "completions", "predictions", "drafts"})
+TASK_KNOWN = frozenset({"id", "project", "data", "meta", "created_at", "updated_at",
+                        "total_annotations", "cancelled_annotations", "total_predictions",
+                        "task", "result"}) | LIST_KEYS
+task_object = with_unknown(
+    {"id": ids, "project": ids, "meta": deep, "created_at": timestamps, "updated_at": timestamps,
+     "total_annotations": drift(small_ints), "cancelled_annotations": drift(small_ints),
+     "total_predictions": drift(small_ints),
+     "annotations": anns | st.none(), "completions": anns,
+     "predictions": st.lists(annotation | id_only, max_size=3) | st.none(),
+     "drafts": st.lists(annotation | id_only, max_size=2)},
+    TASK_KNOWN).flatmap(lambda t: st.builds(lambda d: {"data": d, **t}, data))
+# A first key holding a list would make the file sniff as the NER model JSON (see the report
+# of issue 6): tasks start with `data`, flat objects with a string, as real files do.
+flat = st.builds(lambda first, rest: {**first, **rest},
+                 st.dictionaries(keys.filter(lambda k: k not in ("data", "task")),
+                                 st.text(max_size=8), min_size=1, max_size=1),
+                 st.dictionaries(keys.filter(lambda k: k not in ("data", "task")), deep,
+                                 max_size=3))
+storage = st.builds(lambda a, t: {"task": t, **a, "result": a.get("result") or []},
+                    annotation, task_object.map(lambda t: {k: v for k, v in t.items() if k != "data"}))
+
+
+def completions_apart(tasks: list) -> list:
+    """Ids may repeat (tasks, annotations of one kind): rows link to their owners by position.
+    The one case left out: a task holding both `annotations` and pre-1.0 `completions` (both
+    kind 'annotation') where the two lists have an annotation with the same id at the same
+    position (the known limit in docs/export.md)."""
+    for t in tasks:
+        inner = t["task"] if "data" not in t and "task" in t else t
+        anns, comps = inner.get("annotations"), inner.get("completions")
+        if type(anns) is list and type(comps) is list:
+            inner["completions"] = [
+                c for p, c in enumerate(comps)
+                if not (p < len(anns) and type(c) is dict and type(anns[p]) is dict
+                        and c.get("id") == anns[p].get("id"))]
+    return tasks
+
+
+export_shape = st.lists(task_object | task_object | flat | storage, min_size=1, max_size=4).map(completions_apart)

@@ -239,25 +239,8 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
                 if exc.position is not None:
                     raise
                 raise InputError(src.name, exc.reason, position, where.offset) from exc
-            if type(obj) is core.CoreBatch:  # tasks the compiled core converted
-                out.extend(obj.tables)
-                position += obj.tasks
-                stats.core += obj.tasks
-                out.maybe_flush()
-                if tick is not None and reader.counter is not None:
-                    tick(reader.counter.count)
-                continue
-            marks = out.mark()
-            try:
-                if plan.container == "object" and plan.platform == "labelstudio":
-                    _require_task(obj)
-                add(obj, src.name, position, plan.container)
-            except TaskError as exc:
-                out.rollback(marks)
-                if on_error != "skip":
-                    raise InputError(src.name, str(exc), position, where.offset) from exc
-                _skip(stats, src.name, position, str(exc))
-            position += 1
+            position += _take(obj, plan, add, out, stats, src.name, position, on_error,
+                              where.offset)
             out.maybe_flush()
             if tick is not None and reader.counter is not None:
                 tick(reader.counter.count)
@@ -265,6 +248,27 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
         return stats
     finally:
         raw.close()
+
+
+def _take(obj: Any, plan: Plan, add: Callable[[Any, str, int, str], None], out: TableBuffers,
+          stats: FileStats, name: str, position: int, on_error: str, offset: int) -> int:
+    """One parsed task into the buffers (rolled back and skipped or raised when it is bad),
+    or a batch of tasks the compiled core converted; returns how many tasks it was."""
+    if type(obj) is core.CoreBatch:
+        out.extend(obj.tables)
+        stats.core += obj.tasks
+        return obj.tasks
+    marks = out.mark()
+    try:
+        if plan.container == "object" and plan.platform == "labelstudio":
+            _require_task(obj)
+        add(obj, name, position, plan.container)
+    except TaskError as exc:
+        out.rollback(marks)
+        if on_error != "skip":
+            raise InputError(name, str(exc), position, offset) from exc
+        _skip(stats, name, position, str(exc))
+    return 1
 
 
 def _plan(src: Source, reader: InputStream) -> Plan | None:
