@@ -1,5 +1,5 @@
 # make demo: set up and convert sample_data/; make test: set up and run the whole suite;
-# make lint: ruff and mypy (configured in pyproject.toml).
+# make lint: ruff and mypy (configured in pyproject.toml); make docs: the generated docs.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +11,7 @@ LS_VENV ?= .venv-ls
 LS_VERSION ?= 1.23.2
 LS_STAMP := $(LS_VENV)/.installed-$(LS_VERSION)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check stream tests scripts
 	$(BIN)/mypy
 
+docs: $(STAMP)
+	$(BIN)/annostream schema > docs/schema.md
+	$(BIN)/python -c "from stream.cli import reference_markdown as r; print(r(), end='')" > docs/cli.md
+
 test: $(STAMP) $(CORE_STAMP) $(LS_STAMP)
 	ANNOSTREAM_LABEL_STUDIO=$(LS_VENV)/bin/label-studio $(BIN)/python -m pytest -q
+
+test-fast: $(STAMP) $(CORE_STAMP) $(LS_STAMP)
+	ANNOSTREAM_LABEL_STUDIO=$(LS_VENV)/bin/label-studio $(BIN)/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) demo_out .pytest_cache core/target

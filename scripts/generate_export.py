@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Seeded generator of large, realistic Label Studio exports, written task by task.
 
-Tests and benchmarks need multi-GB exports that look like real ones (FORMATS.md part A) and
+Tests and benchmarks need multi-GB exports that look like real ones (docs/formats.md part A) and
 hold every awkward case at once, without storing such files anywhere. The output is a pure
 function of the seed: `iter_tasks(seed)` yields the very task objects that `generate` writes,
 so a test can compute expected rows from the same seed (or by re-reading a small file with the

@@ -1,6 +1,6 @@
 """Make sample_data/labelstudio/video_interpolated.json from video_tracks.json.
 
-Label Studio can export video tracks with `interpolate_key_frames` (FORMATS.md A7). This script
+Label Studio can export video tracks with `interpolate_key_frames` (docs/formats.md A7). This script
 applies the same rule to our hand-written export so the query layer's tests have a reproducible
 oracle for "the shape of a track at frame f".
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/make_dataloop_samples.py [--out sample_data/dataloop]
 
-Every shape the reader accepts (FORMATS.md part B): a folder tree of item JSON files (images
+Every shape the reader accepts (docs/formats.md part B): a folder tree of item JSON files (images
 with every annotation type, a video with tracks, a text item with spans, an old-shape item),
 an export zip, an SDK dataset-export array, a V3 NDJSON partition set (gzip and plain) with
 its manifest, the docs' {"annotations": [items]} wrapper and a text-classification JSON.
@@ -39,7 +39,7 @@ def tiny_png(width: int, height: int) -> str:
 
 
 def item(iid: str, filename: str, system: dict, annotations: list, **more) -> dict:
-    """A current-shape item as the platform exports it (FORMATS.md B2)."""
+    """A current-shape item as the platform exports it (docs/formats.md B2)."""
     directory = filename.rsplit("/", 1)[0] or "/"
     return {
         "id": iid, "datasetId": DATASET, "url": f"{GATE}/items/{iid}",
@@ -57,7 +57,7 @@ def item(iid: str, filename: str, system: dict, annotations: list, **more) -> di
 
 def ann(aid: str, iid: str, typ: str, label: str, coordinates, system: dict | None = None,
         attributes=None, source: str = "ui", **more) -> dict:
-    """A Dataloop annotation (FORMATS.md B3); `attributes=...` (Ellipsis) leaves the key out."""
+    """A Dataloop annotation (docs/formats.md B3); `attributes=...` (Ellipsis) leaves the key out."""
     a = {"id": aid, "datasetId": DATASET, "itemId": iid, "url": f"{GATE}/annotations/{aid}",
          "item": f"{GATE}/items/{iid}", "dataset": f"{GATE}/datasets/{DATASET}",
          "type": typ, "label": label}
@@ -201,7 +201,7 @@ def text_item() -> dict:
 
 
 def old_item() -> dict:
-    """The older shape: `_id`, `itemMetadata`, `[]` coordinates for class (FORMATS.md B1)."""
+    """The older shape: `_id`, `itemMetadata`, `[]` coordinates for class (docs/formats.md B1)."""
     return {
         "_id": "5d7a2c1e8f1b2a0012345678", "filename": "/animals/hamster.jpg",
         "itemMetadata": {"system": {"originalname": "hamster.jpg", "mimetype": "image/jpeg",

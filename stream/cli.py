@@ -331,3 +331,23 @@ def export_command(folder: str, output: str, where: str | None, files: tuple[str
     if not quiet:
         click.echo(f"exported {done.tasks:,} task(s) into {len(done.outputs)} file(s) -> {output}",
                    err=True)
+
+
+def reference_markdown() -> str:
+    """docs/cli.md: every command's help as click prints it (100 columns wide), so that the
+    reference cannot drift from the commands (`make docs` writes it, a test compares)."""
+    parts = ["# Command-line reference", "",
+             "Every `annostream` command's `--help`, generated from the commands themselves "
+             "(`make docs` rewrites this file; tests/test_docs.py fails when it is stale).", ""]
+
+    def visit(cmd: click.Command, ctx: click.Context) -> None:
+        parts.extend([f"## `{ctx.command_path}`", "", "```", cmd.get_help(ctx), "```", ""])
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                if sub is not None:  # its context inherits the widths and help options
+                    visit(sub, click.Context(sub, info_name=name, parent=ctx))
+
+    visit(main, click.Context(main, info_name="annostream", terminal_width=100,
+                              max_content_width=100, **main.context_settings))
+    return "\n".join(parts)

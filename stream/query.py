@@ -117,7 +117,7 @@ REGIONS = View(
     },
 )
 
-# Label Studio tracks (FORMATS.md A7): from an enabled keyframe to the next keyframe the shape
+# Label Studio tracks (docs/formats.md A7): from an enabled keyframe to the next keyframe the shape
 # is interpolated linearly; a disabled keyframe is visible itself and ends the span; after the
 # last keyframe, if enabled, the shape holds up to framesCount. Dataloop tracks (B5): the state
 # of the latest snapshot holds (no interpolation) up to endFrame, nothing while not visible.

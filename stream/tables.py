@@ -133,7 +133,8 @@ TASKS = Table(
            "increasing in input order)."),
         _c("file", pa.string(), "Input name: the path given, or `<zip or folder>/<member>`."),
         _c("container", pa.string(), "Shape of the input file: 'array' (a JSON array of tasks), "
-           "'object' (one object per file, or newline-delimited objects), 'ner' (FORMATS.md C), "
+           "'object' (one object per file, or newline-delimited objects), 'ner' "
+           "(docs/formats.md C), "
            "'wrapper' (Dataloop docs' `{\"annotations\": [items]}`), 'elements' (Dataloop "
            "text-classification JSON)."),
         _c("form", pa.string(), "Shape of the task object: 'task' (Label Studio task), 'flat' "

@@ -1,45 +1,15 @@
-"""Shared test helpers: run the real converter and read the real Parquet it wrote."""
+"""Shared fixtures: the real converter into a fresh folder, a real S3 API server, and real
+Dask and Ray clusters on loopback."""
 from __future__ import annotations
 
-import importlib.util
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from helpers import load_script, read_tables
 
 from stream import convert
-from stream.tables import TABLES
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "sample_data"
-
-
-def staging_left(out: Path) -> list[str]:
-    """What a run left in an output folder besides its generations (writer.OutputFolder): a
-    generation without a manifest (a dead run's stage), a temporary file, an old-style stage."""
-    left = [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".annostream"]
-    state = out / ".annostream"
-    if state.is_dir():
-        left += [p.name for p in state.iterdir() if p.name != "current"
-                 and not (p / "_manifest.json").is_file()]
-    return left
-
-
-def read_tables(out: Path) -> dict[str, pa.Table]:
-    """Every table of a converted folder, read back from its Parquet parts."""
-    return {t: pq.read_table(out / t) for t in TABLES}
-
-
-def run_cli(*args: str, input: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The real `annostream` command in a subprocess (python -m stream)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "stream", *args], input=input,
-                          capture_output=True, cwd=cwd, env=env)
 
 
 @pytest.fixture
@@ -55,16 +25,34 @@ def converted(tmp_path):
     return run
 
 
+
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """moto's S3 server on 127.0.0.1 (a free port), credentials in the usual env vars."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server._server.server_port}"
+        secret = "s3cr3t-never-printed"
+        for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": secret,
+                     "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+                     "AWS_ENDPOINT_URL": endpoint}.items():
+            monkeypatch.setenv(k, v)
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=endpoint)
+        for bucket in ("exports", "lake"):
+            client.create_bucket(Bucket=bucket)
+        yield client, secret
+    finally:
+        server.stop()
+
+
 # -- real clusters on loopback, started once per session (scripts/local_clusters.py) ---------
-def load_script(name: str):
-    """A module of scripts/ (they are not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 clusters = load_script("local_clusters")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import ROOT, SAMPLES, read_tables, run_cli
+from helpers import ROOT, SAMPLES, read_tables, run_cli
 from test_errors import leftovers
 
 from stream.tables import TABLES

@@ -1,7 +1,7 @@
 """The compiled core (core/, Rust) against the Python reader, its specification.
 
-Differential: every sample file, every generated shape, the bad-input corpus of test_errors
-and the hypothesis exports of test_roundtrip_property convert to the same tables with the
+Differential: every sample file, every generated shape, the bad-input corpus and the
+hypothesis exports of tests/helpers.py convert to the same tables with the
 core as with ANNOSTREAM_ENGINE=python (row by row, column by column; JSON columns as parsed
 values), fail with the same error, and the core takes nearly every task of the generated
 exports and of sample_data. Fuzz: random bytes and random JSON fed to the core directly
@@ -17,11 +17,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import SAMPLES, load_script, read_tables
+from helpers import BAD, SAMPLES, bad_file, export_shape, json_values_st, load_script, read_tables
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_errors import BAD, bad_file
-from test_roundtrip_property import export_shape, json_values_st
 
 from stream import convert
 from stream.errors import InputError

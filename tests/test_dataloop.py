@@ -1,14 +1,13 @@
 """Dataloop exports (issue 3): every input shape converts into the five tables.
 
 Expected rows and typed values are computed here from the sample JSON with the json module,
-following FORMATS.md part B and the mapping in the issue; the item JSON is also rebuilt from
+following docs/formats.md part B and the mapping in the issue; the item JSON is also rebuilt from
 the tables alone (the recipe in stream/formats/dataloop.py's docstring) and compared with the
 input, which is what "nothing is lost" means.
 """
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,16 +19,14 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import ROOT, SAMPLES, read_tables, run_cli
+from helpers import ROOT, SAMPLES, load_script, read_tables, run_cli
 
 DL = SAMPLES / "dataloop"
 EXPORT = DL / "export"
 FPS_VIDEO = 25  # metadata.fps of the sample video
 POLYGONS = {"segment", "polygon", "polyline"}
 
-_spec = importlib.util.spec_from_file_location("samples", ROOT / "scripts" / "make_dataloop_samples.py")
-samples = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(samples)
+samples = load_script("make_dataloop_samples")
 
 
 # -- the source side, read with the json module ----------------------------------------------
@@ -343,7 +340,7 @@ def test_item_that_starts_with_its_annotations(converted, tmp_path):
 @pytest.mark.parametrize("where, fps", [("metadata", 24), ("system", 30), ("ffmpeg", 30000 / 1001),
                                         ("none", None)])
 def test_video_fps_sources_and_keyframe_times(converted, tmp_path, where, fps):
-    """fps: metadata.fps, else metadata.system.fps, else ffmpeg avg_frame_rate (FORMATS.md B5)."""
+    """fps: metadata.fps, else metadata.system.fps, else ffmpeg avg_frame_rate (docs/formats.md B5)."""
     _, video = folder_items(EXPORT / "json" / "clips")[0]
     meta = video["metadata"]
     del meta["fps"], meta["system"]["fps"], meta["system"]["ffmpeg"]["avg_frame_rate"]
@@ -506,6 +503,7 @@ def write_folder(folder: Path, n: int) -> None:
         path.write_text(json.dumps(samples.simple_image(k, f"set_{k % 50:02d}")))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss is in KiB on Linux only")
 def test_peak_rss_is_flat_in_the_number_of_files(tmp_path):
     """2,000 item files peak like 500 (scripts/bench_dataloop_files.py runs 10,000+)."""

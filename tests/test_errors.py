@@ -5,107 +5,30 @@ position the error must name is known from the construction, not from the conver
 """
 from __future__ import annotations
 
-import bz2
 import gzip
 import json
-import lzma
 import re
 import zipfile
 import zlib
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES, read_tables, run_cli
+from helpers import (
+    BAD,
+    BAD_AT,
+    TASKS,
+    array,
+    bad_file,
+    read_tables,
+    result_is_a_number,
+    run_cli,
+    set_key,
+    task_start,
+)
 
 from stream import convert
 from stream.errors import InputError
 from stream.tables import TABLES
-
-LS = SAMPLES / "labelstudio"
-TASKS = json.loads((LS / "image_regions.json").read_text(encoding="utf-8")) + \
-    json.loads((LS / "classification.json").read_text(encoding="utf-8"))
-BAD_AT = 1  # the defect sits in the second task of each bad array
-
-
-def array(tasks: list) -> bytes:
-    return json.dumps(tasks, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def task_start(tasks: list, k: int) -> int:
-    """Byte offset at which task k begins in `array(tasks)`: after '[' and k tasks with commas."""
-    return 1 + sum(len(array(t)) + 1 for t in tasks[:k])
-
-
-def with_bad_task(defect) -> bytes:
-    tasks = json.loads(json.dumps(TASKS))
-    defect(tasks[BAD_AT])
-    return array(tasks)
-
-
-def truncated() -> bytes:
-    data = array(TASKS)
-    start, end = task_start(TASKS, BAD_AT), task_start(TASKS, BAD_AT + 1)
-    return data[:(start + end) // 2]
-
-
-def invalid_utf8() -> bytes:
-    data = array(TASKS)
-    at = data.index(b'"Truck"', task_start(TASKS, BAD_AT))  # a label of task 1
-    return data[:at + 1] + b"\xff\xfe" + data[at + 3:]
-
-
-def set_key(key, value):
-    return lambda t: t.__setitem__(key, value)
-
-
-def result_is_a_number(t):
-    t["annotations"][1]["result"][1] = 7
-
-
-def annotation_is_a_list(t):
-    t["annotations"][0] = [1, 2]
-
-
-# name -> (file bytes, task position the message must name or None, words it must contain)
-BAD = {
-    "truncated": (truncated(), BAD_AT, "truncated JSON"),
-    "invalid_utf8": (invalid_utf8(), BAD_AT, "invalid UTF-8"),
-    "scalar_root": (b"42\n", None, "not a JSON export"),
-    "string_root": (b'"tasks.json"', None, "not a JSON export"),
-    "empty": (b"", None, "not a JSON export: it is empty"),
-    "not_json": (b"id,image\n1,a.jpg\n", None, "not a JSON export"),
-    "array_of_numbers": (b"[1, 2, 3]", 0, "expected a task object, got a number"),
-    "array_of_arrays": (array([TASKS[0], [TASKS[1]]]), BAD_AT, "expected a task object, got an array"),
-    "object_without_data": (b'{"title": "My project", "label_config": "<View/>"}', 0, "no 'data' key"),
-    "annotations_string": (with_bad_task(set_key("annotations", "none yet")), BAD_AT,
-                           "'annotations' is a string, expected a list"),
-    "predictions_object": (with_bad_task(set_key("predictions", {"id": 4})), BAD_AT,
-                           "'predictions' is an object, expected a list"),
-    "result_number": (with_bad_task(result_is_a_number), BAD_AT, "result 1 is a number"),
-    "annotation_array": (with_bad_task(annotation_is_a_list), BAD_AT, "annotation 0 is an array"),
-    "garbage_after_task": (array(TASKS[:1])[:-1] + b",}", BAD_AT, "invalid JSON"),
-    "ndjson_broken_line": (array(TASKS[0]) + b"\n" + array(TASKS[1])[:-9] + b"\n" + array(TASKS[2]),
-                           BAD_AT, "invalid JSON"),
-    "ndjson_line_without_data": (array(TASKS[0]) + b"\n" + array({"title": "not a task"}), BAD_AT,
-                                 "no 'data' key"),
-    "corrupt_gzip": (lambda: corrupt(gzip.compress(array(TASKS))), None, "corrupt or truncated gzip"),
-    "truncated_gzip": (lambda: gzip.compress(array(TASKS))[:-12], None, "corrupt or truncated gzip"),
-    "truncated_bz2": (lambda: bz2.compress(array(TASKS))[:-40], None, "corrupt or truncated bz2"),
-    "truncated_xz": (lambda: lzma.compress(array(TASKS))[:-40], None, "corrupt or truncated xz"),
-}
-
-
-def corrupt(data: bytes) -> bytes:
-    """Flip bytes in the middle of a compressed stream."""
-    mid = len(data) // 2
-    return data[:mid] + bytes(b ^ 0x5A for b in data[mid:mid + 64]) + data[mid + 64:]
-
-
-def bad_file(tmp_path: Path, name: str) -> Path:
-    data = BAD[name][0]
-    path = tmp_path / f"{name}.json"  # every bad file is named .json: the content decides
-    path.write_bytes(data() if callable(data) else data)
-    return path
 
 
 def leftovers(out: Path) -> list[str]:

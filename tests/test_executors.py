@@ -14,13 +14,14 @@ import time
 import zipfile
 
 import pytest
-from conftest import clusters, load_script, read_tables, run_cli, staging_left
+from helpers import load_script, read_tables, run_cli, staging_left
 
 from stream import convert
 from stream.errors import AnnostreamError
 from stream.tables import TABLES
 
 gen = load_script("generate_export")
+clusters = load_script("local_clusters")
 
 RANGE = 32_768  # bytes per range: a few hundred KB give a dozen ranges
 

@@ -1,6 +1,6 @@
 """The `frames` view: video tracks expanded to one row per visible frame, in SQL.
 
-Expected frames come from hand-computed values (Label Studio interpolation, FORMATS.md A7),
+Expected frames come from hand-computed values (Label Studio interpolation, docs/formats.md A7),
 from Label Studio's own interpolated export (sample_data/labelstudio/video_interpolated.json,
 whose generated frames carry "auto": true) and from the Dataloop hold-last rule (B5)
 implemented here independently on the source JSON.
@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES
+from helpers import SAMPLES
 
 import stream
 from stream.query import VIEWS
@@ -144,7 +144,7 @@ def test_an_interpolated_export_gives_the_same_frames(tmp_path):
         assert all(close(a[key][k], b[key][k]) for k in SHAPE), key
 
 
-# -- Dataloop: hold the latest snapshot, no rows while hidden (FORMATS.md B5) ------------------
+# -- Dataloop: hold the latest snapshot, no rows while hidden (docs/formats.md B5) ------------------
 def box(x1: float, y1: float, x2: float, y2: float) -> list[dict]:
     return [{"x": x1, "y": y1, "z": 0}, {"x": x2, "y": y2, "z": 0}]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
-from conftest import load_script
+from helpers import load_script
 
 fuzz = load_script("fuzz")
 

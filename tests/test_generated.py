@@ -7,7 +7,6 @@ and docs/schema.md, never by calling the converter's own code.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 from collections import Counter
 from datetime import datetime
@@ -15,11 +14,9 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import load_script
 
-_spec = importlib.util.spec_from_file_location("generate_export", ROOT / "scripts" / "generate_export.py")
-gen = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gen)
+gen = load_script("generate_export")
 
 SIZE = 1_500_000  # bytes per generated export: a few hundred tasks of every kind
 LISTS = (("annotations", "annotation"), ("predictions", "prediction"), ("drafts", "draft"))
@@ -113,7 +110,7 @@ def expected_rows(tasks: list[dict], fmt: str) -> dict[str, dict[tuple, dict]]:
 
 
 def expected_result(r: dict, rpos: int) -> dict:
-    """Typed columns of one result item, from the value shapes of FORMATS.md A6."""
+    """Typed columns of one result item, from the value shapes of docs/formats.md A6."""
     typ, v = r["type"], r["value"]
     tx = v.get("text")
     choices = v.get("choices", v.get("taxonomy"))
@@ -253,6 +250,7 @@ def test_generated_mix_holds_the_tricky_cases():
     assert any("x_review_flag" in a for a in objs) and any("x_custom" in r for r in results)
 
 
+@pytest.mark.slow
 def test_single_20mb_task_converts(tmp_path, converted):
     """One task far larger than any batch (brush RLE + thousands of polygons) converts whole."""
     path = tmp_path / "big.json"

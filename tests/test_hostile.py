@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
-from conftest import ROOT, read_tables, run_cli
-from test_errors import TASKS, array, check_one_line, leftovers, task_start
+from helpers import ROOT, TASKS, array, read_tables, run_cli, task_start
+from test_errors import check_one_line, leftovers
 
 from stream import convert
 from stream.depth import MAX_DEPTH, Depth

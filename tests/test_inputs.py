@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import SAMPLES, read_tables, run_cli, staging_left
+from helpers import SAMPLES, read_tables, run_cli, staging_left
 
 from stream import __version__, convert
 from stream.tables import SCHEMA_VERSION, TABLES

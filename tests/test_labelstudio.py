@@ -1,7 +1,7 @@
 """Label Studio sample exports: row counts and typed columns against the source JSON.
 
 Every expected value here is computed from the sample files with the json module, following
-FORMATS.md part A, never taken from the converter.
+docs/formats.md part A, never taken from the converter.
 """
 from __future__ import annotations
 
@@ -9,67 +9,31 @@ import json
 import subprocess
 import sys
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SAMPLES, read_tables
+from helpers import (
+    LISTS,
+    LS,
+    NER_FILE,
+    ROOT,
+    TASK_FILES,
+    ann_id_of,
+    is_storage_annotation,
+    read_tables,
+    source_annotations,
+    source_tasks,
+    task_id_of,
+    ts,
+)
 
 from stream import convert
 from stream.tables import TABLES
 
-LS = SAMPLES / "labelstudio"
-TASK_FILES = ["image_regions.json", "ner_text.json", "video_tracks.json", "video_interpolated.json",
-              "classification.json", "pre1_completions.json", "import_predictions.json",
-              "single_task.json", "storage_tasks", "hypertext_paragraphs_timeseries.json"]
-NER_FILE = "ner_model_predictions.json"
-LISTS = {"annotations": "annotation", "completions": "annotation", "predictions": "prediction",
-         "drafts": "draft"}
-
-
-# -- the source side, read with the json module ---------------------------------------------
-def source_files(path: Path) -> list[Path]:
-    return sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).as_posix()) \
-        if path.is_dir() else [path]
-
-
-def source_tasks(path: Path) -> list[tuple[Path, int, dict]]:
-    """(file, position, object) for every task object of a sample file or folder."""
-    out = []
-    for f in source_files(path):
-        root = json.loads(f.read_text(encoding="utf-8"))
-        for pos, obj in enumerate(root if isinstance(root, list) else [root]):
-            out.append((f, pos, obj))
-    return out
-
-
-def is_storage_annotation(obj: dict) -> bool:
-    return "data" not in obj and isinstance(obj.get("task"), dict)
-
-
-def source_annotations(obj: dict) -> list[tuple[str, int, object]]:
-    """(kind, position, annotation object or bare id) of one task object."""
-    if is_storage_annotation(obj):
-        return [("annotation", -1, obj)]
-    if "data" not in obj:
-        return []  # a flat import object: all of it is data
-    return [(LISTS[key], p, a) for key in LISTS for p, a in enumerate(obj.get(key) or [])]
-
-
-def task_id_of(file: Path, pos: int, obj: dict) -> str:
-    """The task's id as text; a synthetic '~<file>#<position>' for a task without one."""
-    task = obj["task"] if is_storage_annotation(obj) else obj
-    return str(task["id"]) if "data" in task and "id" in task else f"~{file}#{pos}"
-
-
-def ann_id_of(task_id: str, kind: str, pos: int, ann: dict) -> str:
-    """The annotation's id as text; '~<task_id>/<kind letter><position>' when it has none."""
-    return str(ann["id"]) if "id" in ann else f"~{task_id}/{kind[0]}{pos}"
-
 
 def results_of(ann) -> list:
     """The result items of an annotation; a bare id, `result: null` or an import-style
-    non-list `result` (FORMATS.md A4) has none."""
+    non-list `result` (docs/formats.md A4) has none."""
     return ann["result"] if isinstance(ann, dict) and isinstance(ann.get("result"), list) else []
 
 
@@ -91,10 +55,6 @@ def by_key(table, *cols) -> dict:
     out = {tuple(r[c] for c in cols): r for r in rows}
     assert len(out) == len(rows), f"{cols} is not unique"
     return out
-
-
-def ts(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +153,7 @@ def test_import_shape_gets_synthetic_ids(samples):
 
 
 def test_import_result_that_is_not_a_list_is_kept_whole(tmp_path, converted):
-    """FORMATS.md A4: on import `result` may be a bare string or a dict; no result rows."""
+    """docs/formats.md A4: on import `result` may be a bare string or a dict; no result rows."""
     tasks = [{"data": {"text": "Arrived quickly."}, "predictions": [
         {"model_version": "sentiment-v2", "result": "Positive"},
         {"model_version": "sentiment-v2", "result": {"type": "choices", "value": {"choices": ["Neg"]}}}]}]
@@ -292,7 +252,7 @@ def test_completed_by_int_object_and_missing(samples):
 
 # -- results ----------------------------------------------------------------------------------
 def expected_result(r: dict) -> dict:
-    """The typed columns FORMATS.md A5/A6 give for one result item."""
+    """The typed columns docs/formats.md A5/A6 give for one result item."""
     v, typ = r.get("value", {}), r["type"]
     exp = {"from_name": r.get("from_name"), "to_name": r.get("to_name"), "type": typ,
            "origin": r.get("origin"), "parent_id": r.get("parentID"), "readonly": r.get("readonly"),

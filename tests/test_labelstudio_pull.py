@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import read_tables, run_cli
+from helpers import read_tables, run_cli
 from labelstudio_server import Api, free_port
 
 from stream import convert

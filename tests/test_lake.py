@@ -15,31 +15,12 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli, task
 
 import stream
 from stream import lake as lakemod
 from stream.errors import AnnostreamError
 from stream.tables import SCHEMA_VERSION, TABLES
-
-
-# -- small hand-written Label Studio exports ------------------------------------------------
-def task(tid: int, project: int | None = 7, updated: str = "2026-01-01T00:00:00.000000Z",
-         labels: tuple[str, ...] = ("A",), annotations: int = 1) -> dict:
-    """A task with `annotations` annotations, each a choices result per label + a relation."""
-    t = {"id": tid, "data": {"text": f"task {tid}"}, "updated_at": updated,
-         "created_at": "2025-12-01T00:00:00.000000Z",
-         "annotations": [
-             {"id": tid * 100 + a, "completed_by": 1, "updated_at": updated,
-              "result": [{"id": f"r{tid}-{a}-{i}", "type": "choices", "from_name": "c",
-                          "to_name": "t", "value": {"choices": [label]}}
-                         for i, label in enumerate(labels)]
-              + [{"type": "relation", "from_id": f"r{tid}-{a}-0", "to_id": f"r{tid}-{a}-0",
-                  "direction": "right"}]}
-             for a in range(annotations)]}
-    if project is not None:
-        t["project"] = project
-    return t
 
 
 def write(path: Path, obj) -> Path:
@@ -88,6 +69,7 @@ def ingest_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 # -- idempotency, raw readability, history ---------------------------------------------------
+@pytest.mark.slow
 def test_double_ingest_is_a_noop_and_raw_duckdb_reads_the_hive_layout(tmp_path):
     tasks = [task(1), task(2, labels=("A", "B")), task(3, annotations=2)]
     export = write(tmp_path / "exports" / "2026-11-22.json", tasks)
@@ -184,6 +166,7 @@ def test_sigkill_at_any_point_leaves_the_lake_as_before_and_the_rerun_ingests_on
 
 
 # -- concurrency -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_concurrent_runs_second_fails_clearly_or_waits(tmp_path):
     lake = tmp_path / "lake"
     a = write(tmp_path / "a.json", [task(1), task(2)])
@@ -212,6 +195,7 @@ def test_concurrent_runs_second_fails_clearly_or_waits(tmp_path):
 
 
 # -- history and latest ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_latest_views_after_three_snapshots_and_a_partial_export(tmp_path):
     """Snapshots: tasks added, changed and deleted; then per-task files (partial): a newer
     version of one task wins, an older version of another loses, a new task is added."""
@@ -394,6 +378,7 @@ def test_a_lake_of_an_older_schema_version_reads_new_columns_as_null(tmp_path):
 
 
 # -- Delta Lake ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_delta_format_reads_back_the_same_rows_and_survives_sigkill(tmp_path, monkeypatch):
     from deltalake import DeltaTable
 
@@ -422,31 +407,7 @@ def test_delta_format_reads_back_the_same_rows_and_survives_sigkill(tmp_path, mo
                    "parquet").returncode == 1
 
 
-# -- object storage: a real S3 API server on loopback ----------------------------------------
-@pytest.fixture
-def s3(monkeypatch):
-    """moto's S3 server on 127.0.0.1 (a free port), credentials in the usual env vars."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        endpoint = f"http://127.0.0.1:{server._server.server_port}"
-        secret = "s3cr3t-never-printed"
-        for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": secret,
-                     "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-                     "AWS_ENDPOINT_URL": endpoint}.items():
-            monkeypatch.setenv(k, v)
-        import boto3
-
-        client = boto3.client("s3", endpoint_url=endpoint)
-        for bucket in ("exports", "lake"):
-            client.create_bucket(Bucket=bucket)
-        yield client, secret
-    finally:
-        server.stop()
-
-
+@pytest.mark.slow
 def test_ingest_from_and_into_s3(s3, tmp_path, monkeypatch):
     client, secret = s3
     monkeypatch.setattr(lakemod.storage._LeaseLock, "VERIFY_DELAY", 0.2)  # in-process calls only

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 SIZE_MB = int(os.environ.get("ANNOSTREAM_MEMTEST_MB", "8"))
 BATCH_ROWS = 500  # small, so that batches do not dominate the peak; and every table fills
@@ -26,8 +26,9 @@ MEASURE = ("import resource, subprocess, sys; "
            "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="ru_maxrss is in KiB on Linux only")
+pytestmark = [pytest.mark.slow,  # fresh processes converting generated exports
+              pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                 reason="ru_maxrss is in KiB on Linux only")]
 
 
 def peak_rss_mb(*argv: str) -> float:

@@ -7,14 +7,13 @@ input, plus task positions and element counts computed here with the json module
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import io
 import json
 import shutil
 
 import ijson
 import pytest
-from conftest import ROOT, read_tables
+from helpers import load_script, read_tables
 
 from stream import convert
 from stream.elements import ArrayItems
@@ -23,9 +22,7 @@ from stream.parallel import _array_key, _candidates
 from stream.sources import iter_sources
 from stream.tables import TABLES
 
-_spec = importlib.util.spec_from_file_location("generate_export", ROOT / "scripts" / "generate_export.py")
-gen = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gen)
+gen = load_script("generate_export")
 
 RANGE = 16_384  # bytes per range: dozens of ranges on a few hundred KB
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import run_cli
-from test_labelstudio import (
+from helpers import (
     LS,
     NER_FILE,
     TASK_FILES,
     ann_id_of,
+    run_cli,
     source_annotations,
     source_tasks,
     task_id_of,
@@ -56,7 +56,7 @@ def source_results() -> list[tuple[tuple, str, str, dict]]:
     """(task, kind, annotation_id, result) of every non-relation result in the samples, the
     task being (file, position) as ids repeat across files (video_tracks.json and
     video_interpolated.json share task 88001); the NER model file's spans are 'labels'
-    results with no label (FORMATS.md C), one task per document."""
+    results with no label (docs/formats.md C), one task per document."""
     out = []
     for name in TASK_FILES:
         for file, pos, obj in source_tasks(LS / name):

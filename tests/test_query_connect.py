@@ -8,8 +8,7 @@ import subprocess
 import sys
 import uuid
 
-from conftest import ROOT, run_cli
-from test_lake import s3, task  # noqa: F401  (s3 is a fixture: moto's S3 server)
+from helpers import ROOT, run_cli, task
 
 from stream import convert
 from stream import lake as lakemod

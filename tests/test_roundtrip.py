@@ -15,44 +15,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import SAMPLES, run_cli
+from helpers import SAMPLES, json_diff, json_values, run_cli
 
 from stream import connect, convert, export
 from stream.errors import AnnostreamError
-
-NUMBERS = (int, float)
-
-
-def json_diff(a, b, path: str = "$") -> str | None:
-    """The first path where two parsed JSON values differ, or None when they are equal.
-
-    Numbers compare as numbers (1 == 1.0) but never equal a boolean; object key order is free.
-    """
-    ta, tb = type(a), type(b)
-    if ta in NUMBERS and tb in NUMBERS:
-        return None if a == b else f"{path}: {a!r} != {b!r}"
-    if ta is not tb:
-        return f"{path}: {ta.__name__} {a!r:.60} != {tb.__name__} {b!r:.60}"
-    if ta is dict:
-        for k in a.keys() | b.keys():
-            if k not in b:
-                return f"{path}.{k}: missing from the rebuilt value"
-            if k not in a:
-                return f"{path}.{k}: not in the original"
-        for k in a:
-            found = json_diff(a[k], b[k], f"{path}.{k}")
-            if found:
-                return found
-        return None
-    if ta is list:
-        if len(a) != len(b):
-            return f"{path}: {len(a)} items != {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b)):
-            found = json_diff(x, y, f"{path}[{i}]")
-            if found:
-                return found
-        return None
-    return None if a == b else f"{path}: {a!r:.60} != {b!r:.60}"
 
 
 def test_json_diff_reports_the_first_differing_path():
@@ -61,28 +27,6 @@ def test_json_diff_reports_the_first_differing_path():
     assert json_diff([True], [1]) == "$[0]: bool True != int 1"
     assert json_diff({"a": 1}, {"a": 1, "c": None}) == "$.c: not in the original"
     assert json_diff("é\n", "é\\n") is not None
-
-
-def json_values(path: Path) -> list:
-    """Every JSON value in a file (one for a document, several for NDJSON), decompressed."""
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    elif raw[:3] == b"BZh":
-        raw = bz2.decompress(raw)
-    elif raw[:6] == b"\xfd7zXZ\x00":
-        raw = lzma.decompress(raw)
-    elif raw[:4] == b"\x28\xb5\x2f\xfd":
-        raw = pa.CompressedInputStream(pa.BufferReader(raw), "zstd").read()
-    text, values, i = raw.decode("utf-8-sig"), [], 0
-    decoder = json.JSONDecoder()
-    while True:
-        while i < len(text) and text[i] in " \t\r\n":
-            i += 1
-        if i == len(text):
-            return values
-        value, i = decoder.raw_decode(text, i)
-        values.append(value)
 
 
 def assert_same_file(original: Path, rebuilt: Path) -> None:
@@ -442,6 +386,7 @@ def test_as_predictions_is_the_import_shape(tmp_path):
     assert json_diff(expected, got) is None
 
 
+@pytest.mark.slow
 def test_cli_export_and_errors(tmp_path):
     src = write(tmp_path / "in" / "export.json", ner_tasks())
     out = tmp_path / "tables"

@@ -1,5 +1,5 @@
 """The schema module and docs/schema.md never drift; every column is documented."""
-from conftest import ROOT
+from helpers import ROOT
 
 from stream.tables import TABLES, schema_markdown
 

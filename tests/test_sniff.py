@@ -1,5 +1,5 @@
 """Format detection from the first bytes: a Label Studio task array whose first task starts
-with an empty or nested list is not mistaken for the NER model format (FORMATS.md part C),
+with an empty or nested list is not mistaken for the NER model format (docs/formats.md part C),
 and the NER format is still recognised when its first document has no spans."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 import json
 
 import pytest
-from conftest import read_tables
+from helpers import read_tables
 
 from stream import convert
 from stream.formats import sniff

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SAMPLES, run_cli
+from helpers import SAMPLES, run_cli
 
 from stream import convert
 

@@ -9,7 +9,7 @@ import math
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import read_tables
+from helpers import read_tables
 
 from stream import convert, export
 from stream.errors import AnnostreamError

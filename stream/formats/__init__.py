@@ -34,14 +34,14 @@ BOM = b"\xef\xbb\xbf"
 WHITESPACE = b" \t\r\n"
 SKIPPED_LISTED = 1000  # skipped tasks listed in the manifest; the rest are only counted
 
-# Keys that only a Dataloop item has at its top level (FORMATS.md B2).
+# Keys that only a Dataloop item has at its top level (docs/formats.md B2).
 DATALOOP_KEYS = frozenset({"datasetId", "filename", "_id", "itemMetadata", "dir",
                            "annotationsCount"})
 # Keys of a Dataloop V3 export manifest (it has `datasetId` too, so it is checked first).
 MANIFEST_KEYS = frozenset({"manifestVersion", "exportId", "partitioning"})
 # Keys only a Dataloop annotation has: an item whose `annotations` come first.
 DATALOOP_ANNOTATION_KEYS = frozenset({"itemId", "coordinates"})
-# Keys of a Label Studio task (FORMATS.md A): a first object with one is a task, never NER.
+# Keys of a Label Studio task (docs/formats.md A): a first object with one is a task, never NER.
 TASK_KEYS = frozenset({"data", "predictions", "annotations", "drafts", "completions", "id",
                        "meta", "created_at", "updated_at", "inner_id", "project",
                        "total_annotations", "cancelled_annotations", "total_predictions"})
@@ -101,7 +101,7 @@ def _first_keys(head: bytes, prefix: str, limit: int = 64,
 
 
 def _ner_like(head: bytes) -> bool:
-    """FORMATS.md part C: `[{doc: [[start, end], ...]}, {doc: text}]`.
+    """docs/formats.md part C: `[{doc: [[start, end], ...]}, {doc: text}]`.
 
     Only the start can be peeked, and a task array can start the same way
     (`[{"predictions": [], "data": ...}]`): the first value must be empty or start with an
@@ -217,13 +217,8 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
     raw = src.open()
     try:
         reader = decompressed(src.name, raw)
-        plan = sniff(reader, max_depth)
+        plan = _plan(src, reader, max_depth)
         if plan is None:
-            if src.explicit:
-                got = reader.peek(16).lstrip(WHITESPACE)[:8]
-                raise InputError(src.name, "not a JSON export: it is empty" if not got else
-                                 f"not a JSON export: it starts with {got!r}", offset=0)
-            log.warning("%s: not JSON, skipped", src.name)
             return stats
         stats.platform, stats.container = plan.platform, plan.container
         limited = Limited(reader.read, max_depth)  # what ijson reads: depth-checked
@@ -234,29 +229,12 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
             return stats
         use_core = (plan.platform == "labelstudio" and plan.container in ("array", "object")
                     and core.enabled())
-        if plan.platform == "ner":
-            objs: Iterator = read_ner(limited, src.name)
-            add = readers.get("labelstudio", src.name).add
-        elif plan.container == "elements":
-            objs = read_elements(limited, src.name)
-            add = readers.get("dataloop", src.name).add
-        elif use_core:  # the compiled core, with the Python reader for what it declines
-            objs = core.items(reader.read, src.name, plan.container, max_depth)
-            add = readers.get(plan.platform, src.name).add
-        elif plan.prefix in ("item", ""):  # ijson.items' values, parsed faster
-            objs = ArrayItems(reader.read, max_depth, array=plan.prefix == "item")
-            add = readers.get(plan.platform, src.name).add
-        else:
-            objs = items(limited, plan.prefix,
-                               multiple_values=plan.multiple)
-            add = readers.get(plan.platform, src.name).add
+        objs, add = _objects(plan, reader, limited, src.name, readers, use_core, max_depth)
         out = readers.out
-        position = first = 0
+        position = first = 0 if span is None else span.position
         if span is not None:
             objs = (span.core_items(raw, src.name, plan.container, max_depth) if use_core
                     else span.items(raw, max_depth))
-            position = span.position
-            first = position
         # byte offsets for errors: the element's start in an array, else what was read
         where = objs if hasattr(objs, "offset") and plan.container != "object" else reader
         while True:
@@ -281,28 +259,8 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
                 if exc.position is not None:
                     raise
                 raise InputError(src.name, exc.reason, position, where.offset) from exc
-            if type(obj) is core.CoreBatch:  # tasks the compiled core converted
-                out.extend(obj.tables)
-                position += obj.tasks
-                stats.core += obj.tasks
-                out.maybe_flush()
-                if tick is not None and reader.counter is not None:
-                    tick(reader.counter.count)
-                continue
-            marks = out.mark()
-            try:
-                if plan.container == "object" and plan.platform == "labelstudio":
-                    _require_task(obj)
-                add(obj, src.name, position, plan.container)
-            except TaskError as exc:
-                out.rollback(marks)
-                if on_error != "skip":
-                    raise InputError(src.name, str(exc), position, where.offset) from exc
-                _skip(stats, src.name, position, str(exc))
-            except RecursionError as exc:
-                raise InputError(src.name, "nested too deeply to convert", position,
-                                 where.offset) from exc
-            position += 1
+            position += _take(obj, plan, add, out, stats, src.name, position, on_error,
+                              where.offset)
             out.maybe_flush()
             if tick is not None and reader.counter is not None:
                 tick(reader.counter.count)
@@ -310,6 +268,60 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
         return stats
     finally:
         raw.close()
+
+
+def _take(obj: Any, plan: Plan, add: Callable[[Any, str, int, str], None], out: TableBuffers,
+          stats: FileStats, name: str, position: int, on_error: str, offset: int) -> int:
+    """One parsed task into the buffers (rolled back and skipped or raised when it is bad),
+    or a batch of tasks the compiled core converted; returns how many tasks it was."""
+    if type(obj) is core.CoreBatch:
+        out.extend(obj.tables)
+        stats.core += obj.tasks
+        return obj.tasks
+    marks = out.mark()
+    try:
+        if plan.container == "object" and plan.platform == "labelstudio":
+            _require_task(obj)
+        add(obj, name, position, plan.container)
+    except TaskError as exc:
+        out.rollback(marks)
+        if on_error != "skip":
+            raise InputError(name, str(exc), position, offset) from exc
+        _skip(stats, name, position, str(exc))
+    except RecursionError as exc:
+        raise InputError(name, "nested too deeply to convert", position, offset) from exc
+    return 1
+
+
+def _plan(src: Source, reader: InputStream, max_depth: int) -> Plan | None:
+    """The input's plan; None for a file inside a folder or zip that is not JSON (skipped),
+    an InputError for one the user named."""
+    plan = sniff(reader, max_depth)
+    if plan is None:
+        if src.explicit:
+            got = reader.peek(16).lstrip(WHITESPACE)[:8]
+            raise InputError(src.name, "not a JSON export: it is empty" if not got else
+                             f"not a JSON export: it starts with {got!r}", offset=0)
+        log.warning("%s: not JSON, skipped", src.name)
+    return plan
+
+
+def _objects(plan: Plan, reader: InputStream, limited: Limited, name: str, readers: Readers,
+             use_core: bool, max_depth: int
+             ) -> tuple[Iterator, Callable[[Any, str, int, str], None]]:
+    """The parsed tasks or items of an input, and the `add` of the reader they go to;
+    `use_core`: the compiled core parses them (the Python reader takes what it declines).
+    What ijson reads is depth-checked (`limited`); the fast readers check each element."""
+    if plan.platform == "ner":
+        return read_ner(limited, name), readers.get("labelstudio", name).add
+    if plan.container == "elements":
+        return read_elements(limited, name), readers.get("dataloop", name).add
+    add = readers.get(plan.platform, name).add
+    if use_core:
+        return core.items(reader.read, name, plan.container, max_depth), add
+    if plan.prefix in ("item", ""):  # the values ijson.items gives, parsed faster
+        return ArrayItems(reader.read, max_depth, array=plan.prefix == "item"), add
+    return items(limited, plan.prefix, multiple_values=plan.multiple), add
 
 
 def _check_manifest(name: str, limited: Limited, reader: InputStream) -> None:

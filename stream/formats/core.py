@@ -168,14 +168,7 @@ class CoreItems(ArrayItems):
                 raise AnnostreamError(f"{exc}; set {ENGINE}=python to convert without it") from exc
             garbage = None  # bytes after the closing bracket of a whole array, ijson says why
             if status == "end" and self._limit is None and self._array:
-                tail, at = buf[used:], base + used
-                while not tail.lstrip(WHITESPACE) and not eof:  # read to the end first, as
-                    chunk = self._read(FEED)  # ArrayItems does before its last element
-                    eof = not chunk
-                    if chunk:
-                        at, tail = at + len(tail), chunk
-                if tail.lstrip(WHITESPACE):
-                    garbage = self._ijson(at - 1, b"]" + tail, b"[")
+                garbage = self._trailing(buf[used:], base + used, eof)
             end = status == "end" and garbage is None
             if batches is not None:
                 batch = CoreBatch(_tables(batches), tasks)
@@ -207,6 +200,19 @@ class CoreItems(ArrayItems):
             more = status == "more"
             # one element bigger than FEED: grow geometrically rather than parse it again and again
             want = max(FEED, 2 * len(buf)) if more else FEED
+
+    def _trailing(self, tail: bytes, at: int, eof: bool) -> Iterator[object] | None:
+        """What follows the closing bracket of a whole array (`tail`, at byte `at`): None
+        when it is only whitespace to the end (read to the end first, as ArrayItems does
+        before its last element), else ijson over it, which says why it is wrong."""
+        while not tail.lstrip(WHITESPACE) and not eof:
+            chunk = self._read(FEED)
+            eof = not chunk
+            if chunk:
+                at, tail = at + len(tail), chunk
+        if tail.lstrip(WHITESPACE):
+            return self._ijson(at - 1, b"]" + tail, b"[")
+        return None
 
     def _values(self, start: int, pending: bytes) -> Iterator[object]:
         """The rest of a stream of objects from `start` on, read by ijson as the Python

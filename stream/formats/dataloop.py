@@ -1,4 +1,4 @@
-"""Dataloop items to rows (FORMATS.md part B), into the same five tables as Label Studio,
+"""Dataloop items to rows (docs/formats.md part B), into the same five tables as Label Studio,
 and back (`rebuild_item`, at the end).
 
 `Dataloop.add` turns one parsed item (or one element of a text-classification JSON) into rows,
@@ -22,7 +22,7 @@ lines) or 'wrapper' (the docs' `{"annotations": [items]}`)):
   Copies for queries, never used to rebuild: media_name (`name`), mimetype, width, height
   (`metadata.system`), fps (`metadata.fps`, else `metadata.system.fps`, else
   `metadata.system.ffmpeg.avg_frame_rate` such as "25/1"), duration (`metadata.system.duration`).
-  `meta` keeps them too: fps has three sources that can disagree (FORMATS.md B7).
+  `meta` keeps them too: fps has three sources that can disagree (docs/formats.md B7).
 
 Annotation (one `annotations` row + one `results` row; every key lands in exactly one of them):
   annotations row: id -> annotation_id (`_id` and missing ids as for items, synthetic

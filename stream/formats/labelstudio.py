@@ -1,4 +1,4 @@
-"""Label Studio tasks to rows (FORMATS.md part A), and back.
+"""Label Studio tasks to rows (docs/formats.md part A), and back.
 
 `LabelStudio.add` turns one parsed task object into rows of the five tables. It is the hot
 path of a conversion: values go straight into column buffers, with no per-row dicts beyond

@@ -1,4 +1,4 @@
-"""Third-party NER model-prediction JSON (FORMATS.md part C) as Label Studio tasks.
+"""Third-party NER model-prediction JSON (docs/formats.md part C) as Label Studio tasks.
 
 `[{doc_id: [[start, end], ...]}, {doc_id: text}]`: every document becomes a task whose one
 prediction holds a `labels` result per span, with `text[start:end]` as the span text. The

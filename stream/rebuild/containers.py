@@ -90,7 +90,7 @@ class ElementsDocument(JsonArray):
 
 
 class NerPair:
-    """The NER model file (FORMATS.md part C), `[{doc: spans}, {doc: text}]`: the spans
+    """The NER model file (docs/formats.md part C), `[{doc: spans}, {doc: text}]`: the spans
     object is written as tasks come, the texts object to a side file appended at the end
     (both streamed)."""
 

@@ -1,11 +1,12 @@
-"""The package's shape: no import cycle inside stream/ (function-level imports included,
-only `if TYPE_CHECKING:` blocks left out), found from the source files themselves."""
+"""The code's shape, read from the source files themselves: no import cycle inside stream/
+(function-level imports included, only `if TYPE_CHECKING:` blocks left out), no function
+longer than about 60 lines, and tests that share helpers through tests/helpers.py only."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-from conftest import ROOT
+from helpers import ROOT
 
 PACKAGE = ROOT / "stream"
 
@@ -96,3 +97,28 @@ def test_no_import_cycle_inside_stream():
 def test_the_cycle_finder_finds_a_cycle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(graph) == [["a", "b", "c"]]
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_in_stream_is_longer_than_60_lines():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines})")
+    assert long == []
+
+
+def test_tests_do_not_import_each_other():
+    tests = {p.stem for p in (ROOT / "tests").glob("test_*.py")} | {"conftest"}
+    found = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.name} imports {n}" for n in names if n in tests]
+    assert found == []
