@@ -106,7 +106,9 @@ impl StrCol {
     }
     pub fn finish(&mut self, n: usize) -> ArrayRef {
         self.pad(n);
-        let col = std::mem::take(self);
+        let mut col = std::mem::take(self);
+        col.data.shrink_to_fit();
+        col.offs.shrink_to_fit();
         let nb = nulls(&col.valid);
         Arc::new(StringArray::new(offsets(col.offs), Buffer::from_vec(col.data), nb))
     }
@@ -153,7 +155,8 @@ impl<T: Copy + Default> PrimCol<T> {
     }
     fn take(&mut self, n: usize) -> (Vec<T>, Option<NullBuffer>) {
         self.pad(n);
-        let vals = std::mem::take(&mut self.vals);
+        let mut vals = std::mem::take(&mut self.vals);
+        vals.shrink_to_fit(); // Arrow keeps the buffer until written: no doubling slack
         let valid = std::mem::take(&mut self.valid);
         (vals, nulls(&valid))
     }

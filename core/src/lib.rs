@@ -17,8 +17,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Elements larger than this are left to the Python reader (keeps every offset in i32).
-const MAX_ELEMENT: usize = 1 << 28;
+/// Elements larger than this are left to the Python reader: the tree of a parsed task takes
+/// several times its bytes, and one huge task is converted as the Python reader does it.
+const MAX_ELEMENT: usize = 16 << 20;
 
 fn skip_ws(data: &[u8], mut at: usize) -> usize {
     while at < data.len() && matches!(data[at], b' ' | b'\t' | b'\r' | b'\n') {

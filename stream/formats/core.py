@@ -32,8 +32,12 @@ except ImportError:  # pragma: no cover - depends on the machine
     annostream_core = None
 
 ENGINE = "ANNOSTREAM_ENGINE"
-FEED = 2 << 20  # bytes of elements handed to the core per call (more for one big element): a
+FEED = 1 << 20  # bytes of elements handed to the core per call (more for one big element): a
 # few MB make the per-call Python work negligible; the memory a call needs grows with it
+
+
+BIG = 16 << 20  # an element this long is not parsed by the core (its tree would take several
+# times its bytes; core/src/lib.rs MAX_ELEMENT): from it on, ijson reads as the Python path does
 
 
 def enabled() -> bool:
@@ -198,6 +202,9 @@ class CoreItems(ArrayItems):
                     yield "rest", garbage, None, True
                 return
             more = status == "more"
+            if more and len(buf) > BIG:  # one huge task: the rest goes to ijson, as in
+                yield "rest", self._fallback(base, buf), None, True  # ArrayItems
+                return
             # one element bigger than FEED: grow geometrically rather than parse it again and again
             want = max(FEED, 2 * len(buf)) if more else FEED
 
