@@ -68,55 +68,28 @@ def elements(read: Callable[[int], bytes], offset: int, sep: re.Pattern, parse: 
              ) -> Iterator[tuple[object, int, int | None]]:
     """(value, start, next start) for each element, from a stream positioned at an element
     start (stream offset `offset`); next start is None after the last element of the array
-    (`array` False: the last top-level value of a stream of objects).
-
-    With `stop`, ends after the first element whose next start is at or past `stop`.
-    Raises Fallback when it cannot prove an end, TooDeep when an element nests deeper than
-    `limit`. The buffer grows in place (linear in an element of any size); once an element
-    passes MAX_PENDING bytes its depth is tracked, so that bytes which close it without a
-    proven end (broken input) go to ijson instead of being buffered to the end of the file.
-    """
+    (`array` False: the last top-level value of a stream of objects). With `stop`, ends after
+    the first element whose next start is at or past `stop`. Raises Fallback when it cannot
+    prove an end, TooDeep when an element nests deeper than `limit` (see _Big, _last)."""
     buf, base, s, eof = bytearray(), offset, 0, False
     while True:
-        scan, dpos, depth, opens, tries, fed, after = s, s, 0, 0, 0, 0, b""
-        big: Depth | None = None
+        scan, dpos, depth, opens, tries = s, s, 0, 0, 0
+        big: _Big | None = None
         while True:
             m = sep.search(buf, scan)
             if m is None:
                 if eof:
-                    end = len(buf)
-                    while end > s and buf[end - 1] in WHITESPACE:
-                        end -= 1
-                    if array and buf[end - 1:end] != b"]":
-                        raise Fallback(base + s, bytes(buf[s:]))
-                    end -= array
-                    try:
-                        value = _parse(parse, buf, s, end)
-                    except ERRORS:
-                        raise Fallback(base + s, bytes(buf[s:])) from None
-                    _limit(buf, s, end, base, buf.count(b"{", s, end) + buf.count(b"[", s, end),
-                           limit, array)
+                    value = _last(buf, s, base, parse, limit, array)
                     del buf[:]  # the value is built: its bytes are not needed while it is used
                     yield value, base + s, None
                     return
-                if big is None and len(buf) - s > MAX_PENDING:
-                    big, fed = Depth(limit, int(array)), s
-                if big is not None:  # too deep, or closed without a proven end: ijson tells
-                    new, fed = bytes(buf[fed:]), len(buf)
-                    if not big.closed():
-                        if big.feed(new) >= 0:
-                            raise Fallback(base + s, bytes(buf[s:]))
-                    else:  # closed earlier: only the end of the input may follow
-                        after += new.strip(WHITESPACE)
-                        if after not in (b"", b"]"[:array]):
-                            raise Fallback(base + s, bytes(buf[s:]))
+                big = _Big.watch(big, buf, s, base, limit, array)
                 chunk = read(CHUNK)
                 eof = not chunk
                 scan = max(scan, len(buf) - RESCAN)
-                if s:  # one move per read, not per element
+                if s:  # one move per read, not per element (the buffer grows in place)
                     del buf[:s]
-                    base, scan, dpos, fed = base + s, scan - s, dpos - s, fed - s
-                    s = 0
+                    base, scan, dpos, s = base + s, scan - s, dpos - s, 0
                 buf += chunk
                 continue
             end = m.start() + 1
@@ -148,6 +121,55 @@ def elements(read: Callable[[int], bytes], offset: int, sep: re.Pattern, parse: 
             if stop is not None and base + s >= stop:
                 return
             break
+
+
+class _Big:
+    """An element past MAX_PENDING bytes without a proven end: its depth is tracked, so that
+    bytes which close it (broken input) or nest too deep go to ijson, which says why, instead
+    of being buffered to the end of the file."""
+
+    def __init__(self, limit: int, array: bool, start: int) -> None:
+        self.depth, self.array, self.fed, self.after = Depth(limit, int(array)), array, start, b""
+
+    @classmethod
+    def watch(cls, big: _Big | None, buf: bytearray, s: int, base: int, limit: int,
+              array: bool) -> _Big | None:
+        """`big` (made once the element passes MAX_PENDING bytes), checked up to the end of
+        `buf`, or None for an element still small."""
+        if big is None and len(buf) - s > MAX_PENDING:
+            big = cls(limit, array, base + s)
+        if big is not None:
+            big.check(buf, s, base)
+        return big
+
+    def check(self, buf: bytearray, s: int, base: int) -> None:
+        """`fed` is a stream offset: the buffer may move under it."""
+        new, self.fed = bytes(buf[self.fed - base:]), base + len(buf)
+        if not self.depth.closed():
+            if self.depth.feed(new) < 0:
+                return
+        else:  # closed earlier: only the end of the input may follow
+            self.after += new.strip(WHITESPACE)
+            if self.after in (b"", b"]"[:self.array]):
+                return
+        raise Fallback(base + s, bytes(buf[s:]))
+
+
+def _last(buf: bytearray, s: int, base: int, parse: Callable, limit: int,
+          array: bool) -> object:
+    """The last element, buf[s:] up to the end of the input (and the array's `]`)."""
+    end = len(buf)
+    while end > s and buf[end - 1] in WHITESPACE:
+        end -= 1
+    if array and buf[end - 1:end] != b"]":
+        raise Fallback(base + s, bytes(buf[s:]))
+    end -= array
+    try:
+        value = _parse(parse, buf, s, end)
+    except ERRORS:
+        raise Fallback(base + s, bytes(buf[s:])) from None
+    _limit(buf, s, end, base, buf.count(b"{", s, end) + buf.count(b"[", s, end), limit, array)
+    return value
 
 
 def _parse(parse: Callable, buf: bytearray, start: int, end: int) -> object:

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import lzma
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -22,6 +23,26 @@ from stream.tables import TABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_data"
+
+
+def leftovers(out: Path) -> list[str]:
+    """Everything under the output folder (hidden staging folders and temp files included)."""
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) if out.exists() else []
+
+
+def check_one_line(stderr: bytes, path: Path, position: int | None, words: str) -> str:
+    err = stderr.decode()
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    line = lines[0]
+    assert line.startswith(f"error: {path}"), line
+    assert words in line, line
+    if position is not None:
+        assert f": task {position} " in line, line
+        offset = int(re.search(r"near byte (\d+)", line).group(1))
+        assert 0 <= offset <= path.stat().st_size
+    return line
 
 
 def staging_left(out: Path) -> list[str]:

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from helpers import ROOT, SAMPLES, read_tables, run_cli
-from test_errors import leftovers
+from helpers import ROOT, SAMPLES, leftovers, read_tables, run_cli
 
 from stream.tables import TABLES
 from stream.writer import STATE

@@ -19,6 +19,8 @@ from helpers import (
     TASKS,
     array,
     bad_file,
+    check_one_line,
+    leftovers,
     read_tables,
     result_is_a_number,
     run_cli,
@@ -29,26 +31,6 @@ from helpers import (
 from stream import convert
 from stream.errors import InputError
 from stream.tables import TABLES
-
-
-def leftovers(out: Path) -> list[str]:
-    """Everything under the output folder (hidden staging folders and temp files included)."""
-    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) if out.exists() else []
-
-
-def check_one_line(stderr: bytes, path: Path, position: int | None, words: str) -> str:
-    err = stderr.decode()
-    assert "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    line = lines[0]
-    assert line.startswith(f"error: {path}"), line
-    assert words in line, line
-    if position is not None:
-        assert f": task {position} " in line, line
-        offset = int(re.search(r"near byte (\d+)", line).group(1))
-        assert 0 <= offset <= path.stat().st_size
-    return line
 
 
 @pytest.mark.parametrize("name", BAD)

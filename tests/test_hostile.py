@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
-from helpers import ROOT, TASKS, array, read_tables, run_cli, task_start
-from test_errors import check_one_line, leftovers
+from helpers import ROOT, TASKS, array, check_one_line, leftovers, read_tables, run_cli, task_start
 
 from stream import convert
 from stream.depth import MAX_DEPTH, Depth

@@ -221,15 +221,14 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
         if plan is None:
             return stats
         stats.platform, stats.container = plan.platform, plan.container
-        limited = Limited(reader.read, max_depth)  # what ijson reads: depth-checked
         if plan.container == "manifest":
-            _check_manifest(src.name, limited, reader)
+            _check_manifest(src.name, reader, max_depth)
             log.info("%s: Dataloop export manifest (it lists the partition files): "
                      "not items, skipped", src.name)
             return stats
         use_core = (plan.platform == "labelstudio" and plan.container in ("array", "object")
                     and core.enabled())
-        objs, add = _objects(plan, reader, limited, src.name, readers, use_core, max_depth)
+        objs, add = _objects(plan, reader, src.name, readers, use_core, max_depth)
         out = readers.out
         position = first = 0 if span is None else span.position
         if span is not None:
@@ -250,11 +249,8 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
                     position += 1
                     break
                 raise error from exc
-            except TooDeep as exc:
-                raise InputError(src.name, str(exc), position, exc.offset) from exc
-            except RecursionError as exc:  # a safety net: the depth limit comes first
-                raise InputError(src.name, "nested too deeply to parse", position,
-                                 where.offset) from exc
+            except (TooDeep, RecursionError) as exc:  # (RecursionError: a safety net)
+                raise _too_deep(src.name, exc, position, where.offset) from exc
             except InputError as exc:  # a corrupt compressed stream: say where it broke
                 if exc.position is not None:
                     raise
@@ -306,12 +302,18 @@ def _plan(src: Source, reader: InputStream, max_depth: int) -> Plan | None:
     return plan
 
 
-def _objects(plan: Plan, reader: InputStream, limited: Limited, name: str, readers: Readers,
-             use_core: bool, max_depth: int
-             ) -> tuple[Iterator, Callable[[Any, str, int, str], None]]:
+def _too_deep(name: str, exc: Exception, position: int, offset: int) -> InputError:
+    if isinstance(exc, TooDeep):
+        return InputError(name, str(exc), position, exc.offset)
+    return InputError(name, "nested too deeply to parse", position, offset)
+
+
+def _objects(plan: Plan, reader: InputStream, name: str, readers: Readers, use_core: bool,
+             max_depth: int) -> tuple[Iterator, Callable[[Any, str, int, str], None]]:
     """The parsed tasks or items of an input, and the `add` of the reader they go to;
     `use_core`: the compiled core parses them (the Python reader takes what it declines).
     What ijson reads is depth-checked (`limited`); the fast readers check each element."""
+    limited = Limited(reader.read, max_depth)
     if plan.platform == "ner":
         return read_ner(limited, name), readers.get("labelstudio", name).add
     if plan.container == "elements":
@@ -324,11 +326,11 @@ def _objects(plan: Plan, reader: InputStream, limited: Limited, name: str, reade
     return items(limited, plan.prefix, multiple_values=plan.multiple), add
 
 
-def _check_manifest(name: str, limited: Limited, reader: InputStream) -> None:
+def _check_manifest(name: str, reader: InputStream, max_depth: int) -> None:
     """A Dataloop export manifest holds no items, but it must be whole JSON: a corrupt one
     means a broken download (the partitions it lists may be missing too)."""
     try:
-        for _ in ijson.basic_parse(limited):
+        for _ in ijson.basic_parse(Limited(reader.read, max_depth)):
             pass
     except (ijson.JSONError, UnicodeDecodeError) as exc:
         raise InputError(name, f"corrupt export manifest: {_parse_message(exc)}",

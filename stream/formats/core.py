@@ -183,14 +183,10 @@ class CoreItems(ArrayItems):
             if declined is not None:
                 s, e = declined
                 try:
-                    obj = decode(buf[s:e])
+                    obj = self._declined(buf, s, e, base)
                 except ERRORS:
                     yield "rest", self._fallback(base + s, buf[s:]), None, True
                     return
-                if buf.count(b"[", s, e) + buf.count(b"{", s, e) + self._array > self._max_depth:
-                    hit = too_deep(bytes(buf[s:e]), self._max_depth, int(self._array))
-                    if hit >= 0:  # the core declines what it nests too deep to convert
-                        raise TooDeep(base + s + hit, self._max_depth)
                 yield "item", obj, base + s, end
                 position += 1
             if status == "error":
@@ -220,6 +216,16 @@ class CoreItems(ArrayItems):
         if tail.lstrip(WHITESPACE):
             return self._ijson(at - 1, b"]" + tail, b"[")
         return None
+
+    def _declined(self, buf: bytes, s: int, e: int, base: int) -> object:
+        """A task the core declined, parsed here; TooDeep when it nests beyond the limit
+        (the core declines what it nests too deep to convert)."""
+        obj = decode(buf[s:e])
+        if buf.count(b"[", s, e) + buf.count(b"{", s, e) + self._array > self._max_depth:
+            hit = too_deep(bytes(buf[s:e]), self._max_depth, int(self._array))
+            if hit >= 0:
+                raise TooDeep(base + s + hit, self._max_depth)
+        return obj
 
     def _values(self, start: int, pending: bytes) -> Iterator[object]:
         """The rest of a stream of objects from `start` on, read by ijson as the Python
