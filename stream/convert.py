@@ -83,8 +83,13 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     try:
         if "-" in names and executor in (None, "local"):
             executor = InProcess()  # standard input is there for this process only
-        with _lean_process(), executor_for(executor, address, workers) as ex:
-            rows = _run(names, out, ex, on_error, batch_rows, progress, range_bytes, stats)
+        ex = executor_for(executor, address, workers)
+        try:
+            with _lean_process():
+                rows = _run(names, out, ex, on_error, batch_rows, progress, range_bytes, stats)
+        finally:
+            if ex is not executor:  # made here: a caller's executor stays open for more runs
+                ex.close()
         empty = [n for n in dict.fromkeys(names) if n not in stats.inputs]
         if empty:  # a mistyped path in a cron job must not give empty tables and exit 0
             raise InputError(empty[0], "no input files found in this folder or zip")
