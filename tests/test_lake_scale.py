@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 
 import duckdb
 import pytest
@@ -25,11 +26,11 @@ from stream.lake.storage import delta_schema, delta_uri, storage_options
 from stream.tables import TABLES
 
 N_EXPORTS = 20
-SRC = "s3://exports/label-studio/"
 
 
-def put_exports(client) -> list[list[dict]]:
-    """Twenty daily exports of two projects: full snapshots whose tasks change day by day."""
+def put_exports(client, prefix: str) -> list[list[dict]]:
+    """Twenty daily exports of two projects under `prefix` of the bucket `exports`: full
+    snapshots whose tasks change day by day."""
     days = []
     for k in range(N_EXPORTS):
         project = 7 if k % 2 else 8
@@ -37,7 +38,7 @@ def put_exports(client) -> list[list[dict]]:
                       updated=f"2026-01-{1 + k:02d}T00:00:00.000000Z",
                       labels=("A", "B")[: 1 + (i + k) % 2], annotations=1 + (i * k) % 3)
                  for i in range(3 + k % 4)]
-        client.put_object(Bucket="exports", Key=f"label-studio/day-{k:02d}.json",
+        client.put_object(Bucket="exports", Key=f"{prefix}day-{k:02d}.json",
                           Body=json.dumps(tasks).encode())
         days.append(tasks)
     return days
@@ -78,25 +79,28 @@ def read_three_ways(lake: str) -> dict[str, int]:
 
 @pytest.fixture
 def lake_s3(s3, monkeypatch):
+    """(the exports' URI prefix, their tasks, a prefix for lakes): moto keeps one store per
+    process, so every test uses prefixes of its own."""
     monkeypatch.setattr(lakemod.storage._LeaseLock, "VERIFY_DELAY", 0.2)  # in-process calls
     client, _ = s3
-    return client, put_exports(client)
+    run = uuid.uuid4().hex[:8]
+    return f"s3://exports/{run}/", put_exports(client, f"{run}/"), f"s3://lake/{run}"
 
 
 def test_twenty_exports_from_s3_into_s3_delta_lakes_on_dask_and_on_ray(
         dask_cluster, ray_cluster, lake_s3, tmp_path):
     """The same twenty exports ingested by one worker in this process into a local lake, and
     on each cluster into an S3 lake: the same rows (but batch ids, which name the time)."""
-    _, days = lake_s3
+    src, days, lakes = lake_s3
     reference = tmp_path / "reference"
-    assert len(lakemod.ingest([SRC], reference, executor=InProcess()).ingested) == N_EXPORTS
+    assert len(lakemod.ingest([src], reference, executor=InProcess()).ingested) == N_EXPORTS
     expected = stream.connect(reference)
     everything = [t for tasks in days for t in tasks]
     latest = days[-2] + days[-1]  # the newest snapshot of each project
     for engine, cluster in (("dask", dask_cluster), ("ray", ray_cluster)):
-        lake = f"s3://lake/{engine}/"
-        report = lakemod.ingest([SRC], lake, executor=engine, address=cluster.address)
-        assert [e["input"] for e in report.ingested] == [f"{SRC}day-{k:02d}.json"
+        lake = f"{lakes}/{engine}/"
+        report = lakemod.ingest([src], lake, executor=engine, address=cluster.address)
+        assert [e["input"] for e in report.ingested] == [f"{src}day-{k:02d}.json"
                                                          for k in range(N_EXPORTS)]
         assert lakemod.status(lake).format == "delta"
         con = stream.connect(lake)
@@ -105,17 +109,17 @@ def test_twenty_exports_from_s3_into_s3_delta_lakes_on_dask_and_on_ray(
         for table in TABLES:
             assert history(con, table) == history(expected, table), (engine, table)
         assert read_three_ways(lake) == expected_counts(everything)
-        assert lakemod.ingest([SRC], lake, executor=engine,
+        assert lakemod.ingest([src], lake, executor=engine,
                               address=cluster.address).nothing_to_do
 
 
 def test_two_drivers_at_once_land_each_batch_once(lake_s3, tmp_path):
     """Two `annostream ingest` processes started together on one S3 Delta lake: the lease
     makes them take turns (the second waits, then finds every input ingested)."""
-    _, days = lake_s3
-    lake = "s3://lake/two/"
+    src, days, lakes = lake_s3
+    lake = f"{lakes}/two/"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "stream", "ingest", SRC, "--lake", lake, "--wait", "120"]
+    cmd = [sys.executable, "-m", "stream", "ingest", src, "--lake", lake, "--wait", "120"]
     drivers = [subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE) for _ in range(2)]
     errs = [d.communicate(timeout=300)[1].decode() for d in drivers]
     assert [d.returncode for d in drivers] == [0, 0], errs
