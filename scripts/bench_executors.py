@@ -130,8 +130,21 @@ def main() -> None:
         print(f"| {name} | {engine} | {n} | {r['wall']:.1f} | "
               f"{r['driver'] + r['cluster']:.1f} ({r['driver']:.1f} + {r['cluster']:.1f}) | "
               f"{speed} |")
-    tasks = {r["tasks"] for _, _, _, r in rows}
-    print(f"\n(tasks per workload identical across executors: {len(tasks) <= 2})")
+    print("\nAmdahl fit from the 1- and 2-worker runs (t1 = s + p, t2 = s + p/2): serial s, "
+          "parallel p, and the speed-up it predicts on N workers")
+    print("| workload | executor | serial s | parallel s | N=4 | N=8 | N=16 |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for name in workloads:
+        for engine in args.engines.split(","):
+            t = {k: r["wall"] for w, e, k, r in rows if w == name and e == engine}
+            if 1 in t and 2 in t:
+                par = max(0.0, 2 * (t[1] - t[2]))
+                ser = max(0.0, t[1] - par)
+                pred = [t[1] / (ser + par / n) for n in (4, 8, 16)]
+                print(f"| {name} | {engine} | {ser:.1f} | {par:.1f} | "
+                      + " | ".join(f"{x:.1f}" for x in pred) + " |")
+    tasks = {(w, r["tasks"]) for w, _, _, r in rows}
+    print(f"\n(same task count for every executor: {len(tasks) == len(workloads)})")
 
 
 if __name__ == "__main__":
