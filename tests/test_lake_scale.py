@@ -16,14 +16,16 @@ import uuid
 
 import duckdb
 import pytest
-from conftest import ROOT, run_cli
-from test_lake import counts, expected_counts, task, write
+from helpers import ROOT, run_cli, task
+from test_lake import counts, expected_counts, write
 
 import stream
 from stream import lake as lakemod
 from stream.executors import InProcess
 from stream.lake.storage import delta_schema, delta_uri, storage_options
 from stream.tables import TABLES
+
+pytestmark = pytest.mark.slow  # real clusters, a real S3 server, hundreds of Delta commits
 
 N_EXPORTS = 20
 
