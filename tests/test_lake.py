@@ -15,31 +15,12 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from helpers import ROOT, run_cli, task
+from helpers import ROOT, counts, expected_counts, run_cli, task, write
 
 import stream
 from stream import lake as lakemod
 from stream.errors import AnnostreamError
 from stream.tables import SCHEMA_VERSION, TABLES
-
-
-def write(path: Path, obj) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=1))
-    return path
-
-
-def expected_counts(tasks: list[dict]) -> dict[str, int]:
-    """Rows per table, from the JSON: relations are results of type 'relation'."""
-    anns = [a for t in tasks for a in t.get("annotations", [])]
-    results = [r for a in anns for r in a["result"]]
-    rel = sum(r["type"] == "relation" for r in results)
-    return {"tasks": len(tasks), "annotations": len(anns), "results": len(results) - rel,
-            "relations": rel, "keyframes": 0}
-
-
-def counts(con: duckdb.DuckDBPyConnection, schema: str = "main") -> dict[str, int]:
-    return {t: con.sql(f"SELECT count(*) FROM {schema}.{t}").fetchall()[0][0] for t in TABLES}
 
 
 def assert_children_link(con: duckdb.DuckDBPyConnection, schema: str = "main") -> None:

@@ -16,8 +16,7 @@ import uuid
 
 import duckdb
 import pytest
-from helpers import ROOT, run_cli, task
-from test_lake import counts, expected_counts, write
+from helpers import ROOT, counts, expected_counts, run_cli, task, write
 
 import stream
 from stream import lake as lakemod
