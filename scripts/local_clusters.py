@@ -50,11 +50,18 @@ class Cluster:
     pids: set[int] = field(default_factory=set)
 
     def group_pids(self) -> set[int]:
-        """Every process of the cluster now (the members of its process groups)."""
-        out = subprocess.run(["ps", "-eo", "pid=,pgid="], capture_output=True, text=True).stdout
+        """Every process of the cluster now: the members of its process groups and their
+        descendants (Ray's raylet starts its workers in sessions of their own)."""
+        out = subprocess.run(["ps", "-eo", "pid=,ppid=,pgid="], capture_output=True,
+                             text=True).stdout
+        rows = [tuple(map(int, line.split())) for line in out.splitlines()]
         leaders = {p.pid for p in self.procs}
-        return {int(p) for p, g in (line.split() for line in out.splitlines())
-                if int(g) in leaders}
+        found = {pid for pid, _, pgid in rows if pgid in leaders}
+        while True:
+            more = {pid for pid, ppid, _ in rows if ppid in found} - found
+            if not more:
+                return found
+            found |= more
 
     def stop(self) -> None:
         """SIGTERM to each group, then SIGKILL to what is left of it after `grace` seconds."""

@@ -198,8 +198,9 @@ def _report(rows: int | None, output: str | None) -> None:
 @click.option("--lake", "lake_uri", required=True,
               help="The lake: a folder, file://, s3:// or gs:// URI (created on first use).")
 @click.option("--format", "fmt", type=click.Choice(choices(LakeFormat)),
-              help="Storage of a new lake: Hive-partitioned Parquet (default) or Delta Lake "
-                   "tables (needs the `deltalake` package).")
+              help="Storage of a new lake: Delta Lake tables (default: Spark, Trino, DuckDB "
+                   "and polars read exactly the committed batches) or Hive-partitioned "
+                   "Parquet with our ledger. An existing lake keeps its format.")
 @click.option("--partial", "snapshot", flag_value="partial",
               help="Every input is a partial export (a diff, per-task files): tasks are "
                    "upserted into the latest view by updated_at.")
@@ -210,10 +211,12 @@ def _report(rows: int | None, output: str | None) -> None:
               show_default=True, help="On a malformed task: stop, or skip it (as in convert).")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
               help="Seconds to wait for another ingest or vacuum of the lake to finish.")
+@executor_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @_errors
 def ingest(inputs: tuple[str, ...], lake_uri: str, fmt: LakeFormat | None,
-           snapshot: Snapshot | None, on_error: OnError, wait: float, quiet: bool) -> None:
+           snapshot: Snapshot | None, on_error: OnError, wait: float, executor: str,
+           address: str | None, quiet: bool) -> None:
     """Add new exports to a lake, each as one atomic batch; inputs already there are skipped.
 
     \b
@@ -227,7 +230,7 @@ def ingest(inputs: tuple[str, ...], lake_uri: str, fmt: LakeFormat | None,
     echo = None if quiet else (lambda line: click.echo(line, err=True))
     ingest_inputs(list(inputs), lake_uri, snapshot=snapshot or "auto", format=fmt,
                   on_error=on_error, wait=wait, progress=not quiet and sys.stderr.isatty(),
-                  echo=echo)
+                  echo=echo, executor=executor, address=address)
 
 
 @main.group()

@@ -86,9 +86,14 @@ def convert(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
     try:
         if "-" in names and executor in (None, "local"):
             executor = InProcess()  # standard input is there for this process only
-        with _lean_process(), executor_for(executor, address, workers) as ex:
-            rows = _run(names, out, ex, on_error, batch_rows, progress, range_bytes, stats,
-                        max_depth)
+        ex = executor_for(executor, address, workers)
+        try:
+            with _lean_process():
+                rows = _run(names, out, ex, on_error, batch_rows, progress, range_bytes, stats,
+                            max_depth)
+        finally:
+            if ex is not executor:  # made here: a caller's executor stays open for more runs
+                ex.close()
         for n in dict.fromkeys(names):  # a mistyped path in a cron job must not give empty
             if n not in stats.inputs:  # tables and exit 0
                 raise InputError(n, "no input files found in this folder or zip")

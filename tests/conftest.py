@@ -2,6 +2,7 @@
 Dask and Ray clusters on loopback."""
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 
@@ -33,6 +34,7 @@ def s3(monkeypatch):
     """moto's S3 server on 127.0.0.1 (a free port), credentials in the usual env vars."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:

@@ -432,3 +432,23 @@ def completions_apart(tasks: list) -> list:
 
 
 export_shape = st.lists(task_object | task_object | flat | storage, min_size=1, max_size=4).map(completions_apart)
+
+
+# -- lakes ------------------------------------------------------------------------------------
+def write(path: Path, obj) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1))
+    return path
+
+
+def expected_counts(tasks: list[dict]) -> dict[str, int]:
+    """Rows per table, from the JSON: relations are results of type 'relation'."""
+    anns = [a for t in tasks for a in t.get("annotations", [])]
+    results = [r for a in anns for r in a["result"]]
+    rel = sum(r["type"] == "relation" for r in results)
+    return {"tasks": len(tasks), "annotations": len(anns), "results": len(results) - rel,
+            "relations": rel, "keyframes": 0}
+
+
+def counts(con: Any, schema: str = "main") -> dict[str, int]:
+    return {t: con.sql(f"SELECT count(*) FROM {schema}.{t}").fetchall()[0][0] for t in TABLES}

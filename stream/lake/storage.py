@@ -322,16 +322,38 @@ def delta_schema(table: str) -> pa.Schema:
 
 
 
+def delta_app_id(batch: str) -> str:
+    """The Delta application transaction id of a batch's commit to each table: a table whose
+    log holds it has the batch, so committing it again is a no-op."""
+    return f"annostream-{batch}"
+
+
+def delta_has(lk: Lake, table: str, batch: str) -> bool:
+    dt = open_delta(lk, table)
+    return dt is not None and dt.transaction_version(delta_app_id(batch)) is not None
+
+
 def recover(lk: Lake) -> None:
-    """Undo what a killed run left: parts or Delta rows of batches never committed, stale
-    staging folders and temp files. Runs under the lock before anything else."""
-    committed = {e["batch"] for e in committed_entries(lk.ledger())}
+    """Finish or undo what a killed run left, under the lock before anything else: a Delta
+    batch that every table committed but the ledger does not list yet is committed to the
+    ledger (its Delta commits are not redone); any other uncommitted batch's parts and Delta
+    rows are removed; stale staging folders and temp files go."""
+    entries = lk.ledger()
+    committed = {e["batch"] for e in committed_entries(entries)}
     pending = lk.fs.get_file_info(pafs.FileSelector(lk.path(PENDING), allow_not_found=True))
     for info in pending:
         rec = lk.read_json(info.path[len(lk.root) + 1:]) or {}
-        if rec.get("batch") not in committed:
-            log.info("removing batch %s left by an interrupted run", rec.get("batch"))
-            drop_batches(lk, rec.get("format", "parquet"), [rec["batch"]], rec.get("parts"))
+        batch, fmt = str(rec.get("batch")), rec.get("format", "parquet")
+        if batch in committed:
+            pass
+        elif fmt == "delta" and rec.get("entry") and all(delta_has(lk, t, batch)
+                                                          for t in TABLES):
+            log.info("committing batch %s, which an interrupted run wrote whole", batch)
+            entries.append(rec["entry"])
+            lk.write_ledger(entries)
+        else:
+            log.info("removing batch %s left by an interrupted run", batch)
+            drop_batches(lk, fmt, [batch], rec.get("parts"))
         lk.fs.delete_file(info.path)
     if lk.local:
         shutil.rmtree(lk.path(f"{META}/staging"), ignore_errors=True)
@@ -340,14 +362,14 @@ def recover(lk: Lake) -> None:
 
 
 def drop_batches(lk: Lake, fmt: str, batches: list[str], parts: list[str] | None) -> None:
-    """Delete batches' data: their part files (and emptied folders), or their Delta rows."""
+    """Delete batches' data: their Delta rows (a Delta lake), then their part files (and
+    emptied folders)."""
     if fmt == "delta":
         listed = ", ".join(literal(b) for b in batches)
         for table in TABLES:
             dt = open_delta(lk, table)
             if dt is not None:
                 dt.delete(f"batch IN ({listed})")
-        return
     for rel in parts or []:
         lk.delete(rel)
         if lk.local:

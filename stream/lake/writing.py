@@ -1,10 +1,13 @@
-"""Writing an ingest: each planned batch converted by `stream.convert` into a staging
-folder, split per (source, project) by DuckDB, published under its batch folders (Parquet)
-or appended to Delta tables, and committed by rewriting the ledger, the one atomic step.
-A `_lake/pending/<batch>.json` record, removed after the commit, lets the next run remove
-what a killed one left (`storage.recover`)."""
+"""Writing an ingest: each planned batch converted by `stream.convert` (on the executor the
+caller chose) into a staging folder, split per (source, project) by DuckDB into part files
+published under their batch folders, registered in one Delta transaction per table (a Delta
+lake: add actions, with the batch's application transaction id), and committed by rewriting
+the ledger. A `_lake/pending/<batch>.json` record (the parts and the ledger entry), removed
+after the commit, lets the next run finish or remove what a killed one left
+(`storage.recover`)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -12,16 +15,18 @@ import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
-import pyarrow as pa
 import pyarrow.fs as pafs
 
 from .._version import __version__
 from ..buffers import DEFAULT_BATCH_ROWS
 from ..convert import convert
 from ..errors import AnnostreamError, InputError
+from ..executors import Executor, executor_for
 from ..layout import LAKE_JSON, MANIFEST
 from ..modes import LakeFormat, OnError, Snapshot, check
 from ..sql import literal
@@ -39,11 +44,13 @@ from .storage import (
     Lake,
     check_schema,
     committed_entries,
+    delta_app_id,
     delta_schema,
     delta_uri,
     deltalake_module,
     iso,
     now,
+    open_delta,
     recover,
     redact,
     storage_errors,
@@ -54,7 +61,8 @@ from .storage import (
 def ingest(inputs: Sequence[str | os.PathLike], lake: str | os.PathLike, *,
            snapshot: Snapshot = "auto", format: LakeFormat | None = None,
            on_error: OnError = "fail", wait: float = 0.0, batch_rows: int | None = None,
-           progress: bool = False, echo: Callable[[str], None] | None = None) -> IngestReport:
+           progress: bool = False, echo: Callable[[str], None] | None = None,
+           executor: Any = None, address: str | None = None) -> IngestReport:
     """Add new inputs to the lake, each batch committed atomically; returns what was done.
 
     snapshot: 'auto' (a file holding a whole export is a full snapshot of its project; the
@@ -62,14 +70,21 @@ def ingest(inputs: Sequence[str | os.PathLike], lake: str | os.PathLike, *,
     partial export: task-level upsert) or 'full' (each argument as a whole is one full
     snapshot). Inputs already in the ledger (same content) are skipped and reported.
     `echo` receives one line per batch (the CLI prints them unless --quiet).
+    format: of a new lake, 'delta' (default) or 'parquet'; an existing lake keeps its own.
+    executor, address: who converts the batches, as for `stream.convert`.
     """
     check("snapshot", snapshot, Snapshot)
     if format is not None:
         check("format", format, LakeFormat)
     say = echo or (lambda line: None)
-    with storage_errors(lake):
-        report = _ingest(inputs, Lake(lake), snapshot, format, on_error, wait, batch_rows,
-                         progress, say)
+    ex = executor_for(executor, address)
+    try:
+        with storage_errors(lake):
+            report = _ingest(inputs, Lake(lake), snapshot, format, on_error, wait, batch_rows,
+                             progress, say, ex)
+    finally:
+        if ex is not executor:  # made here: a caller's executor stays open
+            ex.close()
     if report.nothing_to_do:
         say(f"nothing to do: every input is already in {report.lake}")
     return report
@@ -78,7 +93,7 @@ def ingest(inputs: Sequence[str | os.PathLike], lake: str | os.PathLike, *,
 def _ingest(inputs: Sequence[str | os.PathLike], lk: Lake, snapshot: Snapshot,
             format: LakeFormat | None, on_error: OnError, wait: float,
             batch_rows: int | None, progress: bool,
-            say: Callable[[str], None]) -> IngestReport:
+            say: Callable[[str], None], ex: Executor) -> IngestReport:
     report = IngestReport(redact(lk.uri))
     started = iso(now())
     with lk.lock(wait, "ingest"):
@@ -87,6 +102,7 @@ def _ingest(inputs: Sequence[str | os.PathLike], lk: Lake, snapshot: Snapshot,
         entries = lk.ledger()
         check_schema(lk, entries)
         args = [os.fspath(i) for i in inputs]
+        tables: dict[str, Any] = {}  # the Delta tables, opened once per run (we hold the lock)
         with _run_dir(lk) as run_dir:
             batches = plan_batches([a for a in args if not is_server(a)], snapshot,
                                    committed_entries(entries), run_dir, report, say)
@@ -94,7 +110,7 @@ def _ingest(inputs: Sequence[str | os.PathLike], lk: Lake, snapshot: Snapshot,
                                  committed_entries(entries), report, say)
             for batch, pulled in [(b, None) for b in batches] + pulls:
                 entry = _ingest_batch(lk, meta["format"], batch, run_dir, on_error, batch_rows,
-                                      progress)
+                                      progress, ex, tables)
                 if pulled is not None:  # committed: its pages are no longer needed
                     shutil.rmtree(pulled.path, ignore_errors=True)
                 report.ingested.append(entry)
@@ -115,7 +131,7 @@ def _init(lk: Lake, fmt: str | None) -> dict:
         raise AnnostreamError(f"{lk.uri} holds a conversion or other files, not a lake; "
                               "choose an empty or new folder for --lake")
     if meta is None:
-        meta = {"tool": "annostream", "format": fmt or "parquet", "created_at": iso(now()),
+        meta = {"tool": "annostream", "format": fmt or "delta", "created_at": iso(now()),
                 "created_by": __version__, "schema_version": SCHEMA_VERSION}
         lk.write_json(LAKE_JSON, meta)
     elif fmt is not None and fmt != meta["format"]:
@@ -190,7 +206,8 @@ def _renames(files: list[InputFile]) -> list[tuple[str, str]]:
 
 
 def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: OnError,
-                  batch_rows: int | None, progress: bool) -> dict:
+                  batch_rows: int | None, progress: bool, ex: Executor,
+                  tables: dict[str, Any]) -> dict:
     started = iso(now())
     stage = run_dir / batch.id
     entry = {"batch": batch.id, "status": "committed", "kind": batch.kind, "input": batch.arg,
@@ -201,8 +218,8 @@ def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: OnE
              "started_at": started, **batch.extra}
     try:
         result = convert([f.local_path for f in batch.files], stage / "converted",
-                           on_error=on_error, progress=progress,
-                           batch_rows=batch_rows or DEFAULT_BATCH_ROWS)
+                         on_error=on_error, progress=progress, executor=ex,
+                         batch_rows=batch_rows or DEFAULT_BATCH_ROWS)
     except InputError as exc:
         entry.update(status="failed", error=str(exc), finished_at=iso(now()), rows={},
                      partitions=[], parts={})
@@ -223,12 +240,18 @@ def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: OnE
     if "pull" in batch.extra and not partitions:  # only deletions: the batch is the project's
         partitions = [tuple(batch.extra["pull"]["partition"])]
     entry["partitions"] = [list(p) for p in partitions]
-    if fmt == "delta":
-        _write_delta(lk, con, batch.id, converted, renames, entry)
-    else:
-        _write_parquet(lk, con, batch.id, converted, stage / "parts", renames, partitions, entry)
+    staged = _stage_parts(con, batch.id, converted, stage / "parts", renames, partitions)
     con.close()
+    entry["parts"] = {t: [p.rel.split("/", 1)[1] for p in staged if p.table == t]
+                      for t in TABLES}
     entry["finished_at"] = iso(now())
+    lk.write_json(f"{PENDING}/{batch.id}.json", {"batch": batch.id, "format": fmt,
+                                                 "parts": [p.rel for p in staged],
+                                                 "entry": entry})
+    failpoint("staged")
+    _publish(lk, staged)
+    if fmt == "delta":
+        _commit_delta(lk, batch.id, staged, tables)
     failpoint("before-commit")
     _commit(lk, entry)
     failpoint("committed")
@@ -236,14 +259,26 @@ def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: OnE
     return entry
 
 
-def _write_parquet(lk: Lake, con: duckdb.DuckDBPyConnection, batch: str, converted: Path,
-                   parts_dir: Path, renames: list[tuple[str, str]], partitions: list,
-                   entry: dict) -> None:
-    """Split each staged table per (source, project) into Hive folders, then publish them."""
-    if len(partitions) > 1:  # child rows learn their project from their task
-        con.execute(PROJECTS_SQL)
+@dataclass
+class _Part:
+    """One staged part file: a table's rows of one (source, project) of the batch."""
+
+    table: str
+    rel: str  # <table>/source=S/project_id=P/batch=B/part-0.parquet, in the lake
+    local: Path
+    rows: int
+    partition: dict[str, str | None]
+
+
+def _stage_parts(con: duckdb.DuckDBPyConnection, batch: str, converted: Path, parts_dir: Path,
+                 renames: list[tuple[str, str]], partitions: list) -> list[_Part]:
+    """Split each staged table per (source, project) into Hive folders, without the partition
+    columns (in the path only, as Hive, Spark, Trino and Delta expect): the same files serve
+    the Parquet layout and the Delta tables."""
     multi = len(partitions) > 1
-    staged: list[tuple[str, Path]] = []
+    if multi:  # child rows learn their project from their task
+        con.execute(PROJECTS_SQL)
+    staged: list[_Part] = []
     for table in TABLES:
         sql = _select(table, converted, renames, drop_keys=True, join=multi)
         key = "t" if table == "tasks" else "p"
@@ -253,52 +288,64 @@ def _write_parquet(lk: Lake, con: duckdb.DuckDBPyConnection, batch: str, convert
                      f"IS NOT DISTINCT FROM {literal(project)}") if multi else ""
             dest = parts_dir / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            con.execute(f"COPY ({sql}{where}) TO {literal(str(dest))} "
-                        "(FORMAT parquet, COMPRESSION zstd)")
-            staged.append((rel, dest))
-    entry["parts"] = {t: [rel.split("/", 1)[1] for rel, _ in staged if rel.startswith(t + "/")]
-                      for t in TABLES}
-    lk.write_json(f"{PENDING}/{batch}.json", {"batch": batch, "format": "parquet",
-                                              "parts": [rel for rel, _ in staged]})
-    failpoint("staged")
-    for i, (rel, local) in enumerate(staged):
-        target = lk.path(rel)
+            rows = con.execute(f"COPY ({sql}{where}) TO {literal(str(dest))} "
+                               "(FORMAT parquet, COMPRESSION zstd)").fetchone()
+            staged.append(_Part(table, rel, dest, rows[0] if rows else 0,
+                                {"source": source, "project_id": project, "batch": batch}))
+    return staged
+
+
+def _publish(lk: Lake, staged: list[_Part]) -> None:
+    """Move (local) or upload (object storage) the parts into their folders: a Parquet lake
+    does not read them before the ledger lists them, a Delta table before its commit."""
+    for i, part in enumerate(staged):
+        target = lk.path(part.rel)
         if lk.local:
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.replace(local, target)
+            os.replace(part.local, target)
         else:
-            pafs.copy_files(str(local), target, source_filesystem=pafs.LocalFileSystem(),
+            pafs.copy_files(str(part.local), target, source_filesystem=pafs.LocalFileSystem(),
                             destination_filesystem=lk.fs)
         if i == 0:
             failpoint("first-part")
 
 
+def _commit_delta(lk: Lake, batch: str, staged: list[_Part], tables: dict[str, Any]) -> None:
+    """One Delta transaction per table registers the batch's parts (add actions), tagged with
+    the batch's application transaction id: a table that already has it is left alone, so a
+    retried commit (after a crash, see storage.recover) never adds the rows twice. `tables`
+    keeps each table open across the run's batches (reading a log anew costs its length)."""
+    dl = deltalake_module()
+    from deltalake.transaction import AddAction, create_table_with_add_actions
 
-def _write_delta(lk: Lake, con: duckdb.DuckDBPyConnection, batch: str, converted: Path,
-                 renames: list[tuple[str, str]], entry: dict) -> None:
-    """One Delta append per table (partitioned by source, project_id, batch), streamed from
-    DuckDB; the ledger commit afterwards is what makes the batch visible to our views."""
-    write_deltalake = deltalake_module().write_deltalake
-    con.execute(PROJECTS_SQL)
-    lk.write_json(f"{PENDING}/{batch}.json", {"batch": batch, "format": "delta"})
-    failpoint("staged")
-    entry["parts"] = {}
-    for i, table in enumerate(TABLES):
-        sql = _select(table, converted, renames, drop_keys=False, join=True)
-        rel = con.sql(f"SELECT *, {literal(batch)} AS batch FROM ({sql})")
-        to_reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_arrow_reader  # duckdb<2
-        reader = to_reader(65536)
-        schema = delta_schema(table)
-        reader = pa.RecordBatchReader.from_batches(schema, (
-            pa.RecordBatch.from_arrays([b.column(n).cast(schema.field(n).type)
-                                        for n in schema.names], schema=schema)
-            for b in reader))
-        write_deltalake(delta_uri(lk, table), reader, mode="append",
-                        partition_by=list(PARTITION_KEYS), schema_mode="merge",
-                        storage_options=storage_options(lk))
-        if i == 0:
-            failpoint("first-part")
-
+    props = dl.CommitProperties(app_transactions=[dl.Transaction(delta_app_id(batch), 1)])
+    stamp = int(now().timestamp() * 1000)
+    for table in TABLES:
+        dt = tables.get(table)
+        if dt is None:  # first use in this run: the table may have the batch already
+            dt = open_delta(lk, table)
+            if dt is not None and dt.transaction_version(delta_app_id(batch)) is not None:
+                continue
+        adds = [AddAction(urllib.parse.quote(p.rel.split("/", 1)[1], safe="/="),
+                          lk.fs.get_file_info(lk.path(p.rel)).size, p.partition, stamp, True,
+                          json.dumps({"numRecords": p.rows}))
+                for p in staged if p.table == table]
+        schema = dl.Schema.from_arrow(delta_schema(table))
+        if dt is None:
+            create_table_with_add_actions(delta_uri(lk, table), schema, adds, mode="append",
+                                          partition_by=list(PARTITION_KEYS),
+                                          storage_options=storage_options(lk),
+                                          commit_properties=props)
+            tables[table] = open_delta(lk, table)
+            continue
+        have = {f.name for f in dt.schema().fields}
+        new = [f for f in schema.fields if f.name not in have]
+        if new:  # a lake of an older schema version: the new columns read as NULL before
+            dt.alter.add_columns(new)
+        dt.create_write_transaction(adds, mode="append", schema=dt.schema(),
+                                    partition_by=list(PARTITION_KEYS), commit_properties=props)
+        dt.update_incremental()
+        tables[table] = dt
 
 
 def _commit(lk: Lake, entry: dict) -> None:
