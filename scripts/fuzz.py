@@ -216,7 +216,7 @@ def run_one(data: bytes, name: str, work: Path, cap_mb: int = CAP_MB,
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            return "hang", err.read_text(errors="replace")
+            return "hang", err.read_text(errors="replace") if err.exists() else ""
         time.sleep(0.005)
     text = err.read_text(errors="replace")
     if os.WIFSIGNALED(status):
