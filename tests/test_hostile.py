@@ -351,3 +351,14 @@ def test_a_corrupt_manifest_is_bad_input(tmp_path, defect):
     assert r.returncode == 2, r.stderr.decode()
     check_one_line(r.stderr, path, None, "corrupt export manifest")
     assert leftovers(tmp_path / "out") == []
+
+
+def test_a_number_decimal_cannot_hold_is_one_line_not_a_traceback(tmp_path):
+    """Found by scripts/fuzz.py: an exponent beyond Decimal's range made ijson (sniffing, and
+    the ijson paths) raise decimal.InvalidOperation; an odd first element sends the array to
+    ijson."""
+    path = tmp_path / "odd.json"
+    path.write_bytes(b'[[], {"data": {"x": 99876543211e999098765432109876543212}}]')
+    r = run_cli("convert", str(path), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2
+    check_one_line(r.stderr, path, None, "invalid")

@@ -95,7 +95,7 @@ def _first_keys(head: bytes, prefix: str, limit: int = 64,
                     break
             elif p == prefix and event == "end_map":
                 break
-    except (ijson.JSONError, UnicodeDecodeError):
+    except (ijson.JSONError, UnicodeDecodeError, ArithmeticError):
         pass  # the peek ends mid-value, or the input is broken: the real parse reports it
     return keys
 
@@ -114,7 +114,7 @@ def _ner_like(head: bytes) -> bool:
             events.append(event if event != "number" or type(value) is not int else "int")
             if len(events) == 8:
                 break
-    except (ijson.JSONError, UnicodeDecodeError):
+    except (ijson.JSONError, UnicodeDecodeError, ArithmeticError):
         pass
     if events[:4] != ["start_array", "start_map", "map_key", "start_array"] or not (
             events[4:5] == ["end_array"]
@@ -141,7 +141,7 @@ def _texts_follow(head: bytes) -> bool:
                     return False
             elif prefix == "" and event == "end_array":
                 return elements == 2
-    except (ijson.JSONError, UnicodeDecodeError):
+    except (ijson.JSONError, UnicodeDecodeError, ArithmeticError):
         pass  # the peek ends inside the array: what it saw decides
     return True
 
@@ -241,7 +241,7 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
                 obj = next(objs)
             except StopIteration:
                 break
-            except (ijson.JSONError, UnicodeDecodeError) as exc:
+            except (ijson.JSONError, UnicodeDecodeError, ArithmeticError) as exc:
                 error = InputError(src.name, _parse_message(exc), position, where.offset)
                 if (on_error == "skip" and not src.explicit and plan.container == "object"
                         and position == first):  # one broken per-task file of a folder or zip
@@ -332,7 +332,7 @@ def _check_manifest(name: str, reader: InputStream, max_depth: int) -> None:
     try:
         for _ in ijson.basic_parse(Limited(reader.read, max_depth)):
             pass
-    except (ijson.JSONError, UnicodeDecodeError) as exc:
+    except (ijson.JSONError, UnicodeDecodeError, ArithmeticError) as exc:
         raise InputError(name, f"corrupt export manifest: {_parse_message(exc)}",
                          offset=reader.offset) from exc
     except TooDeep as exc:
@@ -356,6 +356,8 @@ def _require_task(obj: object) -> None:
 
 
 def _parse_message(exc: Exception) -> str:
+    if isinstance(exc, ArithmeticError):  # a number token Decimal cannot read (ijson)
+        return "invalid JSON: a malformed number"
     arg = exc.args[0] if exc.args else None  # yajl2_c gives bytes: show them as text
     text = arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(exc)
     text = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
