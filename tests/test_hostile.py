@@ -358,7 +358,7 @@ def test_a_number_decimal_cannot_hold_is_one_line_not_a_traceback(tmp_path):
     the ijson paths) raise decimal.InvalidOperation; an odd first element sends the array to
     ijson."""
     path = tmp_path / "odd.json"
-    path.write_bytes(b'[[], {"data": {"x": 99876543211e999098765432109876543212}}]')
+    path.write_bytes(b'[{}, {"data": {"x": 99876543211e999098765432109876543212}}]')
     r = run_cli("convert", str(path), "-o", str(tmp_path / "out"))
     assert r.returncode == 2
-    check_one_line(r.stderr, path, None, "invalid")
+    check_one_line(r.stderr, path, 1, "invalid JSON: a malformed number")
