@@ -117,7 +117,8 @@ def _is_jwt(token: str) -> bool:
     if len(parts) != 3:
         return False
     try:
-        head = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
+        text = base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4))
+        head = json.loads(text)  # bounded: a token's header
     except ValueError:
         return False
     return isinstance(head, dict) and "alg" in head
@@ -197,10 +198,10 @@ class Client:
     def _json(self, r: urllib3.BaseHTTPResponse, path: str) -> Any:
         data = r.data  # bounded: one page of page_size tasks, or a small API object
         try:
-            return orjson.loads(data)
+            return orjson.loads(data)  # bounded: see above
         except orjson.JSONDecodeError:
             try:  # ints beyond 64 bits, NaN: the json module reads them
-                return json.loads(data)
+                return json.loads(data)  # bounded: see above
             except ValueError as exc:
                 raise InputError(self.target.uri(), f"{self._shown(path)} did not answer JSON "
                                                     f"({exc})") from None
