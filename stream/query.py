@@ -335,8 +335,8 @@ def one_expression(text: str, what: str = "--where") -> str:
     con = duckdb.connect()
     try:
         statements = con.extract_statements(sql)
-        text = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0]
-        tree = json.loads(text)  # bounded: the parse tree of the user's SQL text
+        serialized = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0]
+        tree = json.loads(serialized)  # bounded: the parse tree of the user's SQL text
     except duckdb.Error as exc:
         raise QueryError(f"{what}: not one SQL expression: "
                          f"{str(exc).strip().splitlines()[0]}") from exc
