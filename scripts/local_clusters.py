@@ -96,16 +96,17 @@ def wait_for(check, what: str, log: Path | None = None, timeout: float = 90.0):
     raise RuntimeError(f"{what} did not start in {timeout:g}s\n{tail}")
 
 
-def start_dask(folder: Path, workers: int = 2) -> Cluster:
+def start_dask(folder: Path, workers: int = 2, env: dict | None = None) -> Cluster:
     """A distributed scheduler and `workers` worker processes (one thread each), TCP on
-    127.0.0.1, dashboards off (their HTTP servers pinned to loopback too)."""
+    127.0.0.1, dashboards off (their HTTP servers pinned to loopback too); `env`: more
+    environment for its processes (the workers' object-storage credentials)."""
     from distributed import Client
 
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "dask.log"
     port, = free_ports(1)
     address = f"tcp://127.0.0.1:{port}"
-    env = dict(os.environ)
+    env = dict(os.environ, **(env or {}))
     procs = [_start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                      "--no-dashboard", "--dashboard-address", "127.0.0.1:0", "--no-show"],
                     log, env)]
@@ -124,9 +125,9 @@ def start_dask(folder: Path, workers: int = 2) -> Cluster:
     return cluster
 
 
-def start_ray(folder: Path, cpus: int = 2) -> Cluster:
+def start_ray(folder: Path, cpus: int = 2, env: dict | None = None) -> Cluster:
     """A one-node Ray cluster with `cpus` CPUs on 127.0.0.1: every port pinned, no dashboard,
-    no usage stats."""
+    no usage stats; `env` as for `start_dask`."""
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "ray.log"
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths
@@ -134,7 +135,7 @@ def start_ray(folder: Path, cpus: int = 2) -> Cluster:
     # worker ports: below the kernel's ephemeral range (where free_port picks) and above
     # Ray's default 10002-19999 (another cluster on the machine may use those)
     base = 20000 + (os.getpid() % 150) * 64
-    env = dict(os.environ, **RAY_ENV)
+    env = dict(os.environ, **RAY_ENV, **(env or {}))
     head = _start([str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address",
                    "127.0.0.1", "--port", str(ports[0]), "--num-cpus", str(cpus),
                    "--include-dashboard", "false", "--dashboard-host", "127.0.0.1",

@@ -19,10 +19,13 @@ are JSON arrays are split: a compressed stream cannot be entered in the middle.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
+import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -35,7 +38,8 @@ from .formats import BOM, WHITESPACE, FileStats, Readers, read_source, sniff
 from .formats.core import CoreItems
 from .numbers import decode, items
 from .progress import Progress
-from .sources import MAGIC, Source, decompressed, open_path, reopen
+from .sources import MAGIC, Remote, Source, decompressed, open_path, remote_sources, reopen
+from .tables import TABLES
 from .writer import PartFiles
 
 if TYPE_CHECKING:
@@ -245,20 +249,26 @@ class Item:
     member: str | None = None
     span: Span | None = None
     found: Source | None = None
+    remote: Remote | None = None
 
     @classmethod
     def of(cls, src: Source, span: Span | None = None) -> Item:
         return cls(src.name, src.input, src.size, src.explicit,
-                   src.path and os.path.abspath(src.path), src.member, span, src)
+                   src.path and os.path.abspath(src.path), src.member, span, src, src.remote)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "found": None}  # open-callables stay in their process
 
-    def source(self, archives: dict) -> Source:
-        if self.found is not None:
-            return self.found
-        return reopen(self.name, self.input, self.size, self.explicit, self.path, self.member,
-                      archives)
+    def sources(self, archives: dict, scratch: Callable[[], Path]) -> Iterator[Source]:
+        """The item's streams: itself, or a remote file's (a zip: its members), copied to
+        `scratch()` (the worker's disk) first."""
+        if self.remote is not None:
+            yield from remote_sources(self.name, self.remote, scratch())
+        elif self.found is not None:
+            yield self.found
+        else:
+            yield reopen(self.name, self.input, self.size, self.explicit, self.path,
+                         self.member, archives)
 
 
 @dataclass
@@ -266,7 +276,12 @@ class Job:
     """Inputs (or byte ranges) converted by one worker into its own part files,
     `part-<prefix>-<number>-<attempt>-<k>.parquet` under `stage`; the attempt is new on every
     run of the job, so an engine's retry never writes into the files of a dead attempt and
-    the driver keeps exactly the files of the attempt whose result it got."""
+    the driver keeps exactly the files of the attempt whose result it got.
+
+    `stage` '' is a temporary folder of the worker's own; `finish` (a picklable function of
+    the stage and the job's part files) then does something with the parts before that
+    folder goes, its return value is `Done.finished` (a lake job: split and place them in
+    the lake, stream/lake/writing.py)."""
 
     number: int
     items: Iterable[Item]  # a lazy iterable only for the one job of a single in-process worker
@@ -275,6 +290,7 @@ class Job:
     batch_rows: int
     on_error: str
     max_depth: int = MAX_DEPTH
+    finish: Callable[[Path, list[Path], int], Any] | None = None
 
     def shipped(self) -> Job:
         """The job with its items listed, to be pickled to another process."""
@@ -289,48 +305,64 @@ class Done:
     files: list[tuple[FileStats, bool]]
     rows: dict[str, int]
     parts: list[str]  # relative to the stage: <table>/part-....parquet
+    finished: Any = None  # what the job's `finish` returned
 
 
 def run_job(job: Job, progress: Progress | None = None) -> Done | tuple:
     """Run one job (in whichever process the executor chose); bad input comes back as a
     tuple (`raise_failure` turns it into the exception), as InputError does not pickle."""
-    stage = Path(job.stage)
-    archives: dict = {}
-    parts = None
-    done = False
-    try:
-        parts = PartFiles(stage, f"{job.prefix}-{job.number:06d}-{uuid.uuid4().hex[:6]}")
-        bufs = TableBuffers(job.batch_rows, parts.write)
-        readers = Readers(bufs)
-        files = []
-        for item in job.items:
-            stats = read_source(item.source(archives), readers, job.on_error,
-                                progress.tick if progress else None, item.span,
-                                job.max_depth)
-            files.append((stats, item.span is None or item.span.position == 0))
-            if progress:
-                progress.next_input(item.size)
-        bufs.flush()
-        rows = parts.close()
-        done = True
-        return Done(files, rows, [p.relative_to(stage).as_posix() for p in parts.paths()])
-    except InputError as exc:  # its constructor takes parts, so it does not pickle as is
-        return "input", (exc.file, exc.reason, exc.position, exc.offset)
-    except AnnostreamError as exc:
-        return "error", str(exc)
-    finally:
-        if parts is not None and not done:
-            parts.discard()
-        for zf in archives.values():
-            zf.close()
+    with ExitStack() as cleanup:
+        archives: dict = {}
+        cleanup.callback(lambda: [zf.close() for zf in archives.values()])
+        stage = Path(job.stage or _own_stage(cleanup))
+        scratch = functools.cache(lambda: Path(cleanup.enter_context(
+            tempfile.TemporaryDirectory(prefix="annostream-in-"))))
+        parts = None
+        done = False
+        try:
+            parts = PartFiles(stage, f"{job.prefix}-{job.number:06d}-{uuid.uuid4().hex[:6]}")
+            bufs = TableBuffers(job.batch_rows, parts.write)
+            readers = Readers(bufs)
+            files = []
+            for item in job.items:
+                for src in item.sources(archives, scratch):
+                    stats = read_source(src, readers, job.on_error,
+                                        progress.tick if progress else None, item.span,
+                                        job.max_depth)
+                    files.append((stats, item.span is None or item.span.position == 0))
+                if progress:
+                    progress.next_input(item.size)
+            bufs.flush()
+            rows = parts.close()
+            done = True
+            finished = job.finish(stage, parts.paths(), job.number) if job.finish else None
+            return Done(files, rows, [p.relative_to(stage).as_posix() for p in parts.paths()],
+                        finished)
+        except InputError as exc:  # its constructor takes parts, so it does not pickle as is
+            return "input", (exc.file, exc.reason, exc.position, exc.offset)
+        except AnnostreamError as exc:
+            return "error", str(exc)
+        finally:
+            if parts is not None and not done:
+                parts.discard()
 
 
-def raise_failure(result: Done | tuple) -> Done:
-    if isinstance(result, Done):
-        return result
-    if result[0] == "input":
+def _own_stage(cleanup: ExitStack) -> Path:
+    """A temporary stage of this worker's own (removed after the job), with the table
+    folders a shared stage gets from its run."""
+    stage = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="annostream-job-")))
+    for table in TABLES:
+        (stage / table).mkdir()
+    return stage
+
+
+def raise_failure(result: Any) -> Any:
+    """A job's result, or the exception its failure tuple stands for."""
+    if isinstance(result, tuple) and result[0] == "input":
         raise InputError(*result[1])
-    raise AnnostreamError(result[1])
+    if isinstance(result, tuple) and result[0] == "error":
+        raise AnnostreamError(result[1])
+    return result
 
 
 def plan(sources: Iterable[Source], executor: Executor, range_bytes: int,

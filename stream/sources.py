@@ -5,6 +5,7 @@ stream is read in chunks: nothing here holds a whole input.
 """
 from __future__ import annotations
 
+import base64
 import bz2
 import functools
 import gzip
@@ -12,6 +13,9 @@ import lzma
 import os
 import stat
 import sys
+import urllib.parse
+import urllib.request
+import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -45,6 +49,66 @@ class Source:
     explicit: bool = True  # named by the user (not found inside a folder or zip)
     path: str | None = None  # a regular file (or the zip holding `member`): any process may
     member: str | None = None  # open it on its own (stream/parallel.py `Item`)
+    remote: Remote | None = None  # a file on object storage or a web server (read by workers)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A file where it is: `fs` (a pyarrow filesystem: S3, GCS, a shared disk) and its path,
+    or `fs` None and `path` an http(s) URL. Picklable: a worker on another machine reads the
+    file from there itself (credentials from its own environment, as the engines expect)."""
+
+    fs: Any
+    path: str
+
+    def open(self) -> BinaryIO:
+        """A stream of the file's bytes, read in chunks."""
+        if self.fs is None:
+            return cast(BinaryIO, open_url(self.path))
+        return cast(BinaryIO, self.fs.open_input_stream(self.path))
+
+    def copy_to(self, dest: Path, sink: Callable[[bytes], object] | None = None) -> int:
+        """Copy the file to `dest` (the reading worker's own disk: zips and byte offsets need
+        a seekable file); `sink` also sees every chunk (a hash). Returns its size."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        size = 0
+        raw = self.open()
+        try:
+            with open(dest, "wb") as out:
+                while chunk := raw.read(CHUNK):
+                    out.write(chunk)
+                    if sink is not None:
+                        sink(chunk)
+                    size += len(chunk)
+        finally:
+            raw.close()
+        return size
+
+
+def open_url(url: str) -> Any:
+    """An http(s) stream; `user:password@` in the URL becomes a Basic auth header."""
+    p = urllib.parse.urlsplit(url)
+    headers = {}
+    if p.username is not None:
+        token = f"{urllib.parse.unquote(p.username)}:{urllib.parse.unquote(p.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+        url = urllib.parse.urlunsplit((p.scheme, p.netloc.rsplit("@", 1)[-1], p.path, p.query,
+                                       p.fragment))
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)
+
+
+def remote_sources(name: str, remote: Remote, scratch: Path) -> Iterator[Source]:
+    """The streams of a remote file, named `name` (its URI, redacted): the file copied to
+    `scratch` (the worker's disk), then read as a local file would be (a zip's members...)."""
+    local = scratch / f"in-{uuid.uuid4().hex}"
+    try:
+        try:
+            remote.copy_to(local)
+        except OSError as exc:
+            raise InputError(name, f"cannot read: {exc}") from exc
+        yield from _path_sources(local, name, name, explicit=True)
+    finally:  # read: the copy goes (a job's remote files never pile up on the worker)
+        local.unlink(missing_ok=True)
 
 
 class ByteStream(Protocol):
@@ -349,6 +413,12 @@ def iter_sources(inputs: list[str]) -> Iterator[Source]:
                 yield from _path_sources(f, rel, given, explicit=False)
         else:
             yield from _path_sources(path, given, given, explicit=True)
+
+
+def named_sources(path: str, name: str) -> Iterator[Source]:
+    """The streams of one regular file (a zip: its members) under the name the user knows it
+    by (an ingest's input URI for a file:// argument or a pulled page file)."""
+    yield from _path_sources(Path(path), name, name, explicit=True)
 
 
 def open_path(path: str) -> BinaryIO:

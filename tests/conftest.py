@@ -56,13 +56,20 @@ def s3(monkeypatch):
 
 # -- real clusters on loopback, started once per session (scripts/local_clusters.py) ---------
 clusters = load_script("local_clusters")
+# the workers' own S3 credentials, as a real cluster's workers have theirs (the server is
+# named by the job, stream/sources.py Remote); moto takes any key, and AWS's SDK must not
+# look for an instance role (a request to a link-local address)
+WORKER_ENV = {"AWS_ACCESS_KEY_ID": "worker", "AWS_SECRET_ACCESS_KEY": "worker-secret",
+              "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+              "AWS_EC2_METADATA_DISABLED": "true"}
 
 
 @pytest.fixture(scope="session")
 def dask_cluster(tmp_path_factory) -> Iterator:
     """A distributed scheduler and two worker processes (1 thread each) on 127.0.0.1."""
     pytest.importorskip("distributed", reason="make test installs the dask extra")
-    cluster = clusters.start_dask(tmp_path_factory.mktemp("dask"), workers=2)
+    cluster = clusters.start_dask(tmp_path_factory.mktemp("dask"), workers=2,
+                                  env=WORKER_ENV)
     try:
         yield cluster
     finally:
@@ -74,7 +81,7 @@ def ray_cluster(tmp_path_factory) -> Iterator:
     """A one-node Ray cluster with 2 CPUs on 127.0.0.1, dashboard and usage stats off."""
     os.environ.update(clusters.RAY_ENV)  # before Ray is imported here: it reads them then
     pytest.importorskip("ray", reason="make test installs the ray extra")
-    cluster = clusters.start_ray(tmp_path_factory.mktemp("ray"), cpus=2)
+    cluster = clusters.start_ray(tmp_path_factory.mktemp("ray"), cpus=2, env=WORKER_ENV)
     try:
         yield cluster
     finally:

@@ -86,7 +86,7 @@ def test_double_ingest_is_a_noop_and_raw_duckdb_reads_the_hive_layout(tmp_path):
 
     assert pads.dataset(lake / "tasks", partitioning="hive").count_rows() == want["tasks"]
     assert (lake / "results" / "source=labelstudio" / "project_id=7" /
-            f"batch={entry['batch']}" / "part-0.parquet").exists()
+            f"batch={entry['batch']}" / "part-00000.parquet").exists()
 
 
 def test_lake_status_lists_batches_with_the_shared_output_options(tmp_path):

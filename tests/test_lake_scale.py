@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 
 import duckdb
@@ -89,18 +90,34 @@ def lake_s3(s3, monkeypatch):
 
 
 def test_twenty_exports_from_s3_into_s3_delta_lakes_on_dask_and_on_ray(
-        dask_cluster, ray_cluster, lake_s3, tmp_path):
+        dask_cluster, ray_cluster, lake_s3, s3, tmp_path, monkeypatch):
     """The same twenty exports ingested by one worker in this process into a local lake, and
-    on each cluster into an S3 lake: the same rows (but batch ids, which name the time)."""
+    on each cluster into an S3 lake: the same rows (but batch ids, which name the time).
+    On a cluster the driver only plans and commits: its disk is not used."""
     src, days, lakes = lake_s3
     reference = tmp_path / "reference"
     assert len(lakemod.ingest([src], reference, executor=InProcess()).ingested) == N_EXPORTS
     expected = stream.connect(reference)
     everything = [t for tasks in days for t in tasks]
     latest = days[-2] + days[-1]  # the newest snapshot of each project
+    # the driver's temporary folder cannot be written: had it downloaded an input or staged
+    # a part file, the run would fail (the workers read S3 and write the lake themselves)
+    driver_tmp = tmp_path / "driver-tmp"
+    driver_tmp.mkdir(mode=0o500)
+    monkeypatch.setattr(tempfile, "tempdir", str(driver_tmp))
+    monkeypatch.setenv("TMPDIR", str(driver_tmp))
     for engine, cluster in (("dask", dask_cluster), ("ray", ray_cluster)):
         lake = f"{lakes}/{engine}/"
         report = lakemod.ingest([src], lake, executor=engine, address=cluster.address)
+        assert list(driver_tmp.iterdir()) == []
+        # every part file the workers wrote is in the lake, and is one the ledger lists
+        client = s3[0]
+        prefix = lake.removeprefix("s3://lake/")
+        keys = {o["Key"][len(prefix):] for page in client.get_paginator("list_objects_v2")
+                .paginate(Bucket="lake", Prefix=prefix) for o in page.get("Contents", [])}
+        listed = {f"{t}/{rel}" for e in report.ingested for t, rels in e["parts"].items()
+                  for rel in rels}
+        assert {k for k in keys if k.endswith(".parquet")} == listed
         assert [e["input"] for e in report.ingested] == [f"{src}day-{k:02d}.json"
                                                          for k in range(N_EXPORTS)]
         assert lakemod.status(lake).format == "delta"

@@ -1,22 +1,20 @@
 """The files of an ingest's input arguments: listed (local folders, s3:// and gs://
-prefixes, http(s) URLs), fingerprinted by content (sha256, streamed once; a remote file is
-downloaded on the way, as convert() reads local files) and sniffed for their container."""
+prefixes, http(s) URLs), fingerprinted by content (sha256) and sniffed for their container,
+on the executor: the driver lists, the workers read (a remote file where it is)."""
 from __future__ import annotations
 
-import base64
 import hashlib
-import urllib.parse
-import urllib.request
+import os
+import tempfile
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
-from typing import Any
 
 import pyarrow.fs as pafs
 
-from ..errors import AnnostreamError, InputError
+from ..errors import InputError
 from ..formats import sniff
-from ..sources import CHUNK, decompressed, iter_sources
+from ..sources import CHUNK, Remote, decompressed, iter_sources
 from .storage import filesystem, redact
 
 
@@ -31,15 +29,13 @@ class InputFile:
     fs: pafs.FileSystem | None  # None: an https:// URL
     path: str
     sha256: str | None = None
-    local: str | None = None  # a local path convert() can read (the file or its download)
+    local: str | None = None  # a local path (or a shared filesystem's): read as it is
     container: str | None = None
 
     @property
-    def local_path(self) -> str:
-        """`local`, once the file is listed locally or downloaded by `fingerprint`."""
-        if self.local is None:
-            raise AssertionError(f"{self.name}: read before it was fingerprinted")
-        return self.local
+    def remote(self) -> Remote:
+        """Where a worker reads a file that is not local: object storage or a URL."""
+        return Remote(self.fs, self.path)
 
     @property
     def digest(self) -> str:
@@ -86,61 +82,34 @@ def _input_file(arg: str, name: str, rel: str, info: pafs.FileInfo,
     return f
 
 
-class _Hashing:
-    """A read-only stream that hashes what passes through it."""
-
-    def __init__(self, raw: Any) -> None:  # a pyarrow input stream or an HTTP response
-        self.raw, self.sha, self.size = raw, hashlib.sha256(), 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n if n >= 0 else CHUNK)
-        self.sha.update(data)
-        self.size += len(data)
-        return data
-
-
-def _open_url(url: str) -> Any:
-    """An http(s) stream; `user:password@` in the URL becomes a Basic auth header."""
-    p = urllib.parse.urlsplit(url)
-    headers = {}
-    if p.username is not None:
-        token = f"{urllib.parse.unquote(p.username)}:{urllib.parse.unquote(p.password or '')}"
-        headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
-        url = urllib.parse.urlunsplit((p.scheme, p.netloc.rsplit("@", 1)[-1], p.path, p.query,
-                                       p.fragment))
-    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)
-
-
-def fingerprint(f: InputFile, download_to: Path) -> None:
-    """Stream the file once: sha256 and size; a remote file is copied to `download_to` on
-    the way (convert() reads local files), a local one is only read."""
+def fingerprint(f: InputFile) -> tuple:
+    """('ok', sha256, size, container) of one file, read where it is (run on the executor:
+    a remote file is copied to the worker's disk on the way, as zips need a seekable file),
+    or ('input' | 'error', ...) as `stream.parallel.raise_failure` takes it."""
+    sha = hashlib.sha256()
     try:
-        raw = _open_url(f.path) if f.fs is None else f.fs.open_input_stream(f.path)
+        with tempfile.TemporaryDirectory(prefix="annostream-fp-") as scratch:
+            if f.local is not None:
+                local, size = f.local, 0
+                with open(local, "rb") as raw:
+                    while chunk := raw.read(CHUNK):
+                        sha.update(chunk)
+                        size += len(chunk)
+            else:
+                local = os.path.join(scratch, "input")
+                size = f.remote.copy_to(Path(local), sha.update)
+            return "ok", sha.hexdigest(), size, _container(local)
+    except InputError as exc:
+        return "input", (f.name, exc.reason, exc.position, exc.offset)
     except OSError as exc:
-        raise AnnostreamError(f"{f.name}: cannot read: {exc}") from exc
-    h = _Hashing(raw)
-    try:
-        if f.local is not None:
-            while h.read(CHUNK):
-                pass
-        else:
-            download_to.parent.mkdir(parents=True, exist_ok=True)
-            with open(download_to, "wb") as out:
-                while chunk := h.read(CHUNK):
-                    out.write(chunk)
-            f.local = str(download_to)
-    except OSError as exc:
-        raise AnnostreamError(f"{f.name}: cannot read: {exc}") from exc
-    finally:
-        raw.close()
-    f.sha256, f.size = h.sha.hexdigest(), h.size
+        return "error", f"{f.name}: cannot read: {exc}"
 
 
-def container(f: InputFile) -> str | None:
+def _container(local: str) -> str | None:
     """'array' for a whole export in one file, 'object' for per-task files ...; for a zip, the
     container of its members when they agree. None when it holds no JSON."""
     kinds = set()
-    for src in iter_sources([f.local_path]):
+    for src in iter_sources([local]):
         raw = src.open()
         try:
             plan = sniff(decompressed(src.name, raw))
@@ -151,5 +120,3 @@ def container(f: InputFile) -> str | None:
     if not kinds:
         return None
     return kinds.pop() if len(kinds) == 1 else "mixed"
-
-

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from .inputs import InputFile, container, expand, fingerprint
+from ..executors import Executor
+from ..parallel import raise_failure
+from .inputs import InputFile, expand, fingerprint
 from .storage import now, redact
 
 log = logging.getLogger("annostream")
@@ -49,33 +49,35 @@ class IngestReport:
 
 
 
-def plan_batches(args: list[str], snapshot: str, committed: list[dict], run_dir: Path,
+def plan_batches(args: list[str], snapshot: str, committed: list[dict], ex: Executor,
                  report: IngestReport, say: Callable[[str], None]) -> list[Batch]:
-    """Which new content to ingest, grouped into batches; records what is skipped and why."""
+    """Which new content to ingest, grouped into batches; records what is skipped and why.
+    The files not known by name, size and mtime are fingerprinted on the executor, all at
+    once: the driver lists and decides, the workers read."""
     by_stat = {(f["name"], f["size"], f["mtime"]): e["batch"]
                for e in committed for f in e["files"]}
     by_sha = {f["sha256"]: e["batch"] for e in committed for f in e["files"]}
     by_batch = {e["fingerprint"]: e["batch"] for e in committed}
+    listed = [(arg, expand(arg)) for arg in args]
+    known = {id(f): by_stat.get((f.name, f.size, f.mtime)) if snapshot != "full" else None
+             for _, files in listed for f in files}
+    todo = [f for _, files in listed for f in files if known[id(f)] is None]
+    for f, result in zip(todo, ex.map(fingerprint, todo)):
+        _, f.sha256, f.size, f.container = raise_failure(result)
     seen: dict[str, str] = {}  # sha256 -> name, within this run
     batches: list[Batch] = []
-    for k, arg in enumerate(args):
-        files = expand(arg)
+    for arg, files in listed:
         fresh: list[InputFile] = []
         for f in files:
-            known = by_stat.get((f.name, f.size, f.mtime)) if snapshot != "full" else None
-            if known is None:
-                fingerprint(f, run_dir / "in" / str(k) / (f.rel or "input"))
-                known = by_sha.get(f.sha256) if snapshot != "full" else None
-            if known is None and f.sha256 in seen and snapshot != "full":
-                known = f"this run ({seen[f.sha256]})"
-            if known is not None:
-                if f.local and f.local.startswith(str(run_dir)):
-                    os.unlink(f.local)  # a download we do not need
-                report.skipped.append({"name": f.name, "reason": f"already ingested in {known}"})
-                say(f"already ingested: {f.name} (batch {known})")
+            hit = known[id(f)]
+            if hit is None and snapshot != "full":
+                hit = by_sha.get(f.digest) or (f"this run ({seen[f.digest]})"
+                                               if f.digest in seen else None)
+            if hit is not None:
+                report.skipped.append({"name": f.name, "reason": f"already ingested in {hit}"})
+                say(f"already ingested: {f.name} (batch {hit})")
                 continue
             seen[f.digest] = f.name
-            f.container = container(f)
             if f.container is None and f.rel:
                 log.warning("%s: not JSON, skipped", f.name)
                 continue

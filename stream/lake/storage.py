@@ -35,6 +35,7 @@ META = LAKE_META
 LEDGER = f"{META}/ledger.jsonl"
 LAST_RUN = f"{META}/last_run.json"
 PENDING = f"{META}/pending"
+STAGING = f"{META}/staging"  # a local lake's job folders, <run>/ (stream/lake/writing.py)
 PARTITION_KEYS = ("source", "project_id", "batch")
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # Hive's spelling of a NULL partition value
 
@@ -353,12 +354,25 @@ def recover(lk: Lake) -> None:
             lk.write_ledger(entries)
         else:
             log.info("removing batch %s left by an interrupted run", batch)
-            drop_batches(lk, fmt, [batch], rec.get("parts"))
+            parts = rec.get("parts")
+            drop_batches(lk, fmt, [batch], _batch_files(lk, batch) if parts is None else parts)
         lk.fs.delete_file(info.path)
     if lk.local:
-        shutil.rmtree(lk.path(f"{META}/staging"), ignore_errors=True)
+        shutil.rmtree(lk.path(STAGING), ignore_errors=True)
         for tmp in Path(lk.path(META)).glob("*.tmp"):
             tmp.unlink(missing_ok=True)
+
+
+def _batch_files(lk: Lake, batch: str) -> list[str]:
+    """The files a run killed while its jobs ran may have put in the lake for `batch` (its
+    parts were not listed yet): every file under a `batch=<batch>` folder of a table."""
+    found = []
+    for table in TABLES:
+        for info in lk.fs.get_file_info(pafs.FileSelector(lk.path(table), recursive=True,
+                                                          allow_not_found=True)):
+            if info.type == pafs.FileType.File and f"/batch={batch}/" in info.path:
+                found.append(info.path[len(lk.root) + 1:])
+    return found
 
 
 def drop_batches(lk: Lake, fmt: str, batches: list[str], parts: list[str] | None) -> None:

@@ -1,46 +1,51 @@
-"""Writing an ingest: each planned batch converted by `stream.convert` (on the executor the
-caller chose) into a staging folder, split per (source, project) by DuckDB into part files
-published under their batch folders, registered in one Delta transaction per table (a Delta
-lake: add actions, with the batch's application transaction id), and committed by rewriting
-the ledger. A `_lake/pending/<batch>.json` record (the parts and the ledger entry), removed
-after the commit, lets the next run finish or remove what a killed one left
+"""Writing an ingest. The driver plans (stream/lake/planning.py) and commits; the workers
+read and write. Every batch is planned into jobs as `stream.convert` plans a conversion
+(stream/parallel.py), and all of them go to the executor at once: each job reads its inputs
+where they are, converts them into its own staging folder, splits its rows per (source,
+project) with DuckDB and puts the part files in the lake, under their batch folders, where
+no reader looks before the commit. The driver then commits the batches in order: one Delta
+transaction per table (add actions, with the batch's application transaction id) and the
+ledger rewritten. A `_lake/pending/<batch>.json` record, written before any job runs and
+removed after the commit, lets the next run finish or remove what a killed one left
 (`storage.recover`)."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import shutil
-import tempfile
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import duckdb
 import pyarrow.fs as pafs
 
 from .._version import __version__
 from ..buffers import DEFAULT_BATCH_ROWS
-from ..convert import convert
 from ..errors import AnnostreamError, InputError
 from ..executors import Executor, executor_for
 from ..layout import LAKE_JSON, MANIFEST
 from ..modes import LakeFormat, OnError, Snapshot, check
+from ..parallel import RANGE_BYTES, Done, plan, raise_failure, run_job
+from ..progress import Progress
+from ..sources import Source, named_sources
 from ..sql import literal
 from ..tables import SCHEMA_VERSION, TABLES
 from .failpoints import failpoint
-from .inputs import InputFile
 from .planning import Batch, IngestReport, plan_batches
 from .pull import is_server, pull_batches
 from .storage import (
     LAST_RUN,
-    META,
     NULL_PARTITION,
     PARTITION_KEYS,
     PENDING,
+    STAGING,
     Lake,
     check_schema,
     committed_entries,
@@ -71,7 +76,7 @@ def ingest(inputs: Sequence[str | os.PathLike], lake: str | os.PathLike, *,
     snapshot). Inputs already in the ledger (same content) are skipped and reported.
     `echo` receives one line per batch (the CLI prints them unless --quiet).
     format: of a new lake, 'delta' (default) or 'parquet'; an existing lake keeps its own.
-    executor, address: who converts the batches, as for `stream.convert`.
+    executor, address: who reads and converts the inputs, as for `stream.convert`.
     """
     check("snapshot", snapshot, Snapshot)
     if format is not None:
@@ -103,20 +108,25 @@ def _ingest(inputs: Sequence[str | os.PathLike], lk: Lake, snapshot: Snapshot,
         check_schema(lk, entries)
         args = [os.fspath(i) for i in inputs]
         tables: dict[str, Any] = {}  # the Delta tables, opened once per run (we hold the lock)
-        with _run_dir(lk) as run_dir:
+        with _staging(lk) as stage:
             batches = plan_batches([a for a in args if not is_server(a)], snapshot,
-                                   committed_entries(entries), run_dir, report, say)
+                                   committed_entries(entries), ex, report, say)
             pulls = pull_batches([a for a in args if is_server(a)], lk,
                                  committed_entries(entries), report, say)
-            for batch, pulled in [(b, None) for b in batches] + pulls:
-                entry = _ingest_batch(lk, meta["format"], batch, run_dir, on_error, batch_rows,
-                                      progress, ex, tables)
-                if pulled is not None:  # committed: its pages are no longer needed
-                    shutil.rmtree(pulled.path, ignore_errors=True)
-                report.ingested.append(entry)
-                rows = ", ".join(f"{t} {n:,}" for t, n in entry["rows"].items())
-                say(f"ingested {entry['input']} ({entry['kind']} snapshot) as batch "
-                    f"{entry['batch']}: {rows}")
+            work = [(b, None) for b in batches] + pulls
+            settings = {"stage": stage, "batch_rows": batch_rows or DEFAULT_BATCH_ROWS,
+                        "on_error": on_error}
+            converted = _convert(lk, meta["format"], [b for b, _ in work], ex, progress,
+                                 settings)
+            with contextlib.closing(converted):
+                for (batch, pulled), done in zip(work, converted):
+                    entry = _commit_batch(lk, meta["format"], batch, done, tables)
+                    if pulled is not None:  # committed: its pages are no longer needed
+                        shutil.rmtree(pulled.path, ignore_errors=True)
+                    report.ingested.append(entry)
+                    rows = ", ".join(f"{t} {n:,}" for t, n in entry["rows"].items())
+                    say(f"ingested {entry['input']} ({entry['kind']} snapshot) as batch "
+                        f"{entry['batch']}: {rows}")
         lk.write_json(LAST_RUN, {"started_at": started, "finished_at": iso(now()),
                                  "inputs": [redact(os.fspath(i)) for i in inputs],
                                  "batches": [e["batch"] for e in report.ingested],
@@ -141,107 +151,192 @@ def _init(lk: Lake, fmt: str | None) -> dict:
 
 
 @contextmanager
-def _run_dir(lk: Lake) -> Iterator[Path]:
-    """Local scratch space: inside the lake for a local lake (renames into place are then
-    cheap and atomic), a temporary folder for a lake on object storage."""
-    if lk.local:
-        d = Path(lk.path(f"{META}/staging/{uuid.uuid4().hex[:12]}"))
-        d.mkdir(parents=True)
-    else:
-        d = Path(tempfile.mkdtemp(prefix="annostream-ingest-"))
+def _staging(lk: Lake) -> Iterator[str]:
+    """Where the workers write a job's conversion before splitting it into the lake's part
+    files: `_lake/staging/<run>` of a local lake (the parts then move into place by a
+    rename; a dead run's folder is removed by the next run, storage.recover), '' for a lake
+    on object storage: each worker's own temporary folder (the driver's disk is not used)."""
+    if not lk.local:
+        yield ""
+        return
+    d = Path(lk.path(f"{STAGING}/{uuid.uuid4().hex[:12]}"))
+    for table in TABLES:
+        (d / table).mkdir(parents=True)
     try:
-        yield d
+        yield str(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
 
+# -- converting the batches on the executor ---------------------------------------------------
+def _convert(lk: Lake, fmt: str, batches: list[Batch], ex: Executor, progress: bool,
+             settings: dict) -> Generator[list, None, None]:
+    """Every batch planned (a pending record each, so that a killed run's parts are found),
+    all their jobs handed to the executor at once, and each batch's job results yielded in
+    batch order as they complete: batches convert in parallel, commit one by one."""
+    plans = []
+    for batch in batches:
+        lk.write_json(f"{PENDING}/{batch.id}.json", {"batch": batch.id, "format": fmt})
+        default = (batch.extra.get("pull") or {}).get("partition")  # a pull of deletions only
+        finish = functools.partial(place_parts, lk, batch.id, default)
+        plans.append(list(plan(_sources(batch), ex, RANGE_BYTES, prefix=batch.id,
+                                finish=finish, **settings)))
+    jobs = [job for jobs in plans for job in jobs]
+    fn: Any = run_job
+    bar = None
+    if ex.ships:
+        jobs = [job.shipped() for job in jobs]
+    elif progress:
+        bar = Progress(sum(f.size or 0 for b in batches for f in b.files) or None, True)
+        fn = functools.partial(run_job, progress=bar)
+    results = ex.map(fn, jobs)
+    try:
+        for jobs in plans:
+            yield [next(results) for _ in jobs]
+    finally:
+        if bar:
+            bar.close()
+        close = getattr(results, "close", None)
+        if close is not None:  # stops (and cancels) what is left
+            close()
 
-# -- one batch --------------------------------------------------------------------------------
+
+def _sources(batch: Batch) -> Iterator[Source]:
+    """The batch's files as the converter reads them, under their input names: a local file
+    (or one on a shared filesystem) as it is, a remote one where it is (the worker copies it
+    to its own disk)."""
+    for f in batch.files:
+        if f.local is not None:
+            yield from named_sources(f.local, f.name)
+        else:
+            yield Source(f.name, f.size, _unopened, f.name, remote=f.remote)
+
+
+def _unopened() -> BinaryIO:
+    raise AssertionError("a remote file is read by its job (stream/parallel.py Item.sources)")
+
+
+# -- a job's parts, split per (source, project) and placed in the lake (on the worker) ------
 def _partition_dir(source: str | None, project: str | None, batch: str) -> str:
     def seg(v: str | None) -> str:
         return NULL_PARTITION if v is None else urllib.parse.quote(v, safe="")
     return f"source={seg(source)}/project_id={seg(project)}/batch={batch}"
 
 
-
 # each task row's project, keyed as child rows name their task (for _select's `join`)
 PROJECTS_SQL = "CREATE TABLE _projects AS SELECT file, position, project_id FROM _tasks"
 
 
-def _select(table: str, stage: Path, renames: list[tuple[str, str]], *, drop_keys: bool,
-            join: bool) -> str:
-    """DuckDB SELECT of one staged table: download names mapped back to the input's URI (in
-    `file` and synthetic ids), partition columns dropped from the files (Hive style) or, with
-    `join`, a child row's project_id looked up from its task by (file, task_position): task
-    ids may repeat across the batch's files, and a child's `file` must stay its task's."""
-    fixed = []
-    for col in ("task_id", "file") + (() if table == "tasks" else ("annotation_id",)):
-        expr = f"t.{col}"  # qualified: _projects has a `file` column too
-        for old, new in renames:
-            expr = f"replace({expr}, {literal(old)}, {literal(new)})"
-        if renames:
-            fixed.append(f"{expr} AS {col}")
-    star = "t.*"
-    if drop_keys:
-        star += f" EXCLUDE ({'source, project_id' if table == 'tasks' else 'source'})"
-    if fixed:
-        star += f" REPLACE ({', '.join(fixed)})"
-    sql = f"SELECT {star}"
-    src = f" FROM read_parquet({literal(str(stage / table / '*.parquet'))}) t"
+def _select(table: str, files: list[str], *, join: bool) -> str:
+    """DuckDB SELECT of one table of a job without the partition columns (Hive style: in the
+    path only); with `join`, a child row's project_id looked up from its task by (file,
+    task_position) for the WHERE: task ids may repeat across the batch's files."""
+    star = f"t.* EXCLUDE ({'source, project_id' if table == 'tasks' else 'source'})"
+    src = f" FROM read_parquet([{', '.join(literal(f) for f in files)}]) t"
     if join and table != "tasks":
-        sql += "" if drop_keys else ", p.project_id"
         src += " LEFT JOIN _projects p ON t.file = p.file AND t.task_position = p.position"
-    return sql + src
+    return f"SELECT {star}{src}"
 
 
-def _renames(files: list[InputFile]) -> list[tuple[str, str]]:
-    """(download prefix, input prefix) pairs: one per argument folder, not one per file."""
-    pairs = set()
-    for f in files:
-        local = f.local_path
-        if local != f.name:
-            cut = len(f.rel)
-            pairs.add((local[:len(local) - cut], f.name[:len(f.name) - cut]))
-    return sorted(pairs, key=lambda p: -len(p[0]))
+@dataclass
+class _Part:
+    """One part file in the lake: a table's rows of one (source, project) of a batch, from
+    one job."""
+
+    table: str
+    rel: str  # <table>/source=S/project_id=P/batch=B/part-<job>.parquet, in the lake
+    rows: int
+    size: int
+    partition: dict[str, str | None]
 
 
-def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: OnError,
-                  batch_rows: int | None, progress: bool, ex: Executor,
-                  tables: dict[str, Any]) -> dict:
-    started = iso(now())
-    stage = run_dir / batch.id
+def place_parts(lk: Lake, batch: str, default: list | None, stage: Path, paths: list[Path],
+                number: int) -> list[_Part]:
+    """Split a job's part files per (source, project) into the batch's Hive folders, written
+    beside the job's conversion and then put in the lake: renamed into place (a local lake)
+    or uploaded (object storage) by the worker. The names are the job's number: an engine's
+    retry of a job replaces the same files, and nothing reads them before the commit (a
+    Delta table: its log; a Parquet lake: the ledger's list)."""
+    files = {t: [str(p) for p in paths if p.parent.name == t] for t in TABLES}
+    out = stage / f"split-{number:06d}-{uuid.uuid4().hex[:6]}"
+    con = duckdb.connect()
+    try:
+        con.execute("SET preserve_insertion_order = true")
+        con.execute("SET memory_limit = '512MB'")  # bounded: DuckDB spills beyond it
+        con.execute(f"SET temp_directory = {literal(str(out / 'duckdb.tmp'))}")
+        con.execute("CREATE VIEW _tasks AS SELECT * FROM read_parquet("
+                    f"[{', '.join(literal(f) for f in files['tasks'])}])")
+        partitions = [tuple(p) for p in con.execute(
+            "SELECT DISTINCT source, project_id FROM _tasks ORDER BY ALL").fetchall()]
+        if not partitions and default is not None:
+            partitions = [tuple(default)]
+        multi = len(partitions) > 1
+        if multi:  # child rows learn their project from their task
+            con.execute(PROJECTS_SQL)
+        placed: list[_Part] = []
+        for table in TABLES:
+            sql = _select(table, files[table], join=multi)
+            key = "t" if table == "tasks" else "p"
+            for source, project in partitions:
+                rel = f"{table}/{_partition_dir(source, project, batch)}/part-{number:05d}.parquet"
+                where = (f" WHERE t.source = {literal(source)} AND {key}.project_id "
+                         f"IS NOT DISTINCT FROM {literal(project)}") if multi else ""
+                local = out / rel
+                local.parent.mkdir(parents=True, exist_ok=True)
+                rows = con.execute(f"COPY ({sql}{where}) TO {literal(str(local))} "
+                                   "(FORMAT parquet, COMPRESSION zstd)").fetchone()
+                size = local.stat().st_size
+                _put(lk, local, rel)
+                placed.append(_Part(table, rel, rows[0] if rows else 0, size,
+                                    {"source": source, "project_id": project, "batch": batch}))
+                if len(placed) == 1:
+                    failpoint("first-part")
+        return placed
+    finally:
+        con.close()
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _put(lk: Lake, local: Path, rel: str) -> None:
+    """One part file into the lake in one step: a rename (a local lake: the stage is inside
+    it) or one upload (an object appears whole)."""
+    target = lk.path(rel)
+    if lk.local:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(local, target)
+    else:
+        pafs.copy_files(str(local), target, source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=lk.fs)
+
+
+# -- committing a batch (on the driver) -------------------------------------------------------
+def _commit_batch(lk: Lake, fmt: str, batch: Batch, results: list, tables: dict[str, Any]) -> dict:
+    """The batch's jobs done: its ledger entry, the Delta transactions, the ledger commit."""
     entry = {"batch": batch.id, "status": "committed", "kind": batch.kind, "input": batch.arg,
              "fingerprint": batch.fingerprint, "size": sum(f.size or 0 for f in batch.files),
              "files": [{"name": f.name, "size": f.size, "mtime": f.mtime, "sha256": f.sha256}
                        for f in batch.files],
              "schema_version": SCHEMA_VERSION, "format": fmt, "tool_version": __version__,
-             "started_at": started, **batch.extra}
+             "started_at": iso(now()), **batch.extra}
+    done = [r for r in results if isinstance(r, Done)]
+    staged = [p for d in done for p in d.finished]
     try:
-        result = convert([f.local_path for f in batch.files], stage / "converted",
-                         on_error=on_error, progress=progress, executor=ex,
-                         batch_rows=batch_rows or DEFAULT_BATCH_ROWS)
+        for r in results:
+            raise_failure(r)
+        _check_json(batch, done)
     except InputError as exc:
+        for p in staged:  # placed by the batch's other jobs: never committed
+            lk.delete(p.rel)
+        lk.delete(f"{PENDING}/{batch.id}.json")
         entry.update(status="failed", error=str(exc), finished_at=iso(now()), rows={},
                      partitions=[], parts={})
         _commit(lk, entry)
         raise
-    entry["skipped_tasks"] = result.skipped_tasks
-    entry["rows"] = result.rows
-    renames = _renames(batch.files)
-    converted = stage / "converted"
-    con = duckdb.connect()
-    con.execute("SET preserve_insertion_order = true")
-    con.execute("SET memory_limit = '512MB'")  # bounded: DuckDB spills beyond it
-    con.execute(f"SET temp_directory = {literal(str(stage / 'duckdb.tmp'))}")
-    con.execute(f"CREATE VIEW _tasks AS SELECT * FROM read_parquet("
-                f"{literal(str(converted / 'tasks' / '*.parquet'))})")
-    partitions = con.execute("SELECT DISTINCT source, project_id FROM _tasks "
-                             "ORDER BY ALL").fetchall()
-    if "pull" in batch.extra and not partitions:  # only deletions: the batch is the project's
-        partitions = [tuple(batch.extra["pull"]["partition"])]
-    entry["partitions"] = [list(p) for p in partitions]
-    staged = _stage_parts(con, batch.id, converted, stage / "parts", renames, partitions)
-    con.close()
+    entry["skipped_tasks"] = sum(f.skipped_count for d in done for f, _ in d.files)
+    entry["rows"] = {t: sum(d.rows.get(t, 0) for d in done) for t in TABLES}
+    parts = sorted({(p.partition["source"], p.partition["project_id"]) for p in staged},
+                   key=lambda sp: tuple((v is None, v or "") for v in sp))
+    entry["partitions"] = [list(p) for p in parts]
     entry["parts"] = {t: [p.rel.split("/", 1)[1] for p in staged if p.table == t]
                       for t in TABLES}
     entry["finished_at"] = iso(now())
@@ -249,7 +344,6 @@ def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: OnE
                                                  "parts": [p.rel for p in staged],
                                                  "entry": entry})
     failpoint("staged")
-    _publish(lk, staged)
     if fmt == "delta":
         _commit_delta(lk, batch.id, staged, tables)
     failpoint("before-commit")
@@ -259,55 +353,12 @@ def _ingest_batch(lk: Lake, fmt: str, batch: Batch, run_dir: Path, on_error: OnE
     return entry
 
 
-@dataclass
-class _Part:
-    """One staged part file: a table's rows of one (source, project) of the batch."""
-
-    table: str
-    rel: str  # <table>/source=S/project_id=P/batch=B/part-0.parquet, in the lake
-    local: Path
-    rows: int
-    partition: dict[str, str | None]
-
-
-def _stage_parts(con: duckdb.DuckDBPyConnection, batch: str, converted: Path, parts_dir: Path,
-                 renames: list[tuple[str, str]], partitions: list) -> list[_Part]:
-    """Split each staged table per (source, project) into Hive folders, without the partition
-    columns (in the path only, as Hive, Spark, Trino and Delta expect): the same files serve
-    the Parquet layout and the Delta tables."""
-    multi = len(partitions) > 1
-    if multi:  # child rows learn their project from their task
-        con.execute(PROJECTS_SQL)
-    staged: list[_Part] = []
-    for table in TABLES:
-        sql = _select(table, converted, renames, drop_keys=True, join=multi)
-        key = "t" if table == "tasks" else "p"
-        for source, project in partitions:
-            rel = f"{table}/{_partition_dir(source, project, batch)}/part-0.parquet"
-            where = (f" WHERE t.source = {literal(source)} AND {key}.project_id "
-                     f"IS NOT DISTINCT FROM {literal(project)}") if multi else ""
-            dest = parts_dir / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            rows = con.execute(f"COPY ({sql}{where}) TO {literal(str(dest))} "
-                               "(FORMAT parquet, COMPRESSION zstd)").fetchone()
-            staged.append(_Part(table, rel, dest, rows[0] if rows else 0,
-                                {"source": source, "project_id": project, "batch": batch}))
-    return staged
-
-
-def _publish(lk: Lake, staged: list[_Part]) -> None:
-    """Move (local) or upload (object storage) the parts into their folders: a Parquet lake
-    does not read them before the ledger lists them, a Delta table before its commit."""
-    for i, part in enumerate(staged):
-        target = lk.path(part.rel)
-        if lk.local:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.replace(part.local, target)
-        else:
-            pafs.copy_files(str(part.local), target, source_filesystem=pafs.LocalFileSystem(),
-                            destination_filesystem=lk.fs)
-        if i == 0:
-            failpoint("first-part")
+def _check_json(batch: Batch, done: list[Done]) -> None:
+    """A file of the batch in which no JSON was found is bad input, not empty tables."""
+    found = {f.input for d in done for f, _ in d.files if f.platform}
+    for f in batch.files:
+        if f.name not in found:
+            raise InputError(f.name, "no JSON file found in this file or zip")
 
 
 def _commit_delta(lk: Lake, batch: str, staged: list[_Part], tables: dict[str, Any]) -> None:
@@ -327,7 +378,7 @@ def _commit_delta(lk: Lake, batch: str, staged: list[_Part], tables: dict[str, A
             if dt is not None and dt.transaction_version(delta_app_id(batch)) is not None:
                 continue
         adds = [AddAction(urllib.parse.quote(p.rel.split("/", 1)[1], safe="/="),
-                          lk.fs.get_file_info(lk.path(p.rel)).size, p.partition, stamp, True,
+                          p.size, p.partition, stamp, True,
                           json.dumps({"numRecords": p.rows}))
                 for p in staged if p.table == table]
         schema = dl.Schema.from_arrow(delta_schema(table))
