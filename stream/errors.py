@@ -23,6 +23,10 @@ class InputError(AnnostreamError):
             where += f" (near byte {offset})"
         super().__init__(f"{where}: {message}")
 
+    def __reduce__(self) -> tuple:
+        """Pickled by its parts (an error raised in a worker process comes back whole)."""
+        return type(self), (self.file, self.reason, self.position, self.offset)
+
 
 class OutputError(AnnostreamError):
     """The output cannot be written (disk full, no permission, a file where a folder must

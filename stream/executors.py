@@ -19,6 +19,8 @@ import signal
 import sys
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .errors import AnnostreamError
@@ -52,13 +54,16 @@ class InProcess(Executor):
 
 
 class Processes(Executor):
-    """Local worker processes (forked where the platform can)."""
+    """Local worker processes (forked where the platform can). A worker that dies (killed,
+    out of memory) or a result that cannot come back ends the run with a clear error: the
+    pool sees it (concurrent.futures marks itself broken), where multiprocessing.Pool
+    waited forever for the lost task."""
 
     ships = True
 
     def __init__(self, workers: int) -> None:
         self.parallelism = workers
-        self._pool: Any = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def map(self, fn: Callable, items: Iterable) -> Iterator:
         items = list(items)
@@ -66,14 +71,28 @@ class Processes(Executor):
             return map(fn, items)
         if self._pool is None:
             method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            self._pool = mp.get_context(method).Pool(self.parallelism, _die_with_parent,
-                                                     (os.getpid(),))
-        return self._pool.imap(fn, items, chunksize=1)
+            self._pool = ProcessPoolExecutor(self.parallelism, mp.get_context(method),
+                                             _die_with_parent, (os.getpid(),))
+        return self._results([self._pool.submit(fn, item) for item in items])
+
+    def _results(self, futures: list[Future]) -> Iterator:
+        try:
+            for f in futures:
+                yield f.result()
+        except BrokenProcessPool as exc:
+            self._pool = None  # a broken pool takes no more work
+            raise AnnostreamError(f"a worker process died (killed, or out of memory?): {exc}; "
+                                  "nothing of this run was committed") from exc
+        finally:  # a failed job ends the run: the jobs not started need not start
+            for f in futures:
+                f.cancel()
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                proc.terminate()  # jobs still running after a failure are not waited for
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 def _die_with_parent(parent: int) -> None:

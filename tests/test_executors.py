@@ -162,3 +162,52 @@ def test_a_dask_worker_killed_mid_job(dask_cluster, tmp_path):
     assert staging_left(out) == []
     with Client(dask_cluster.address, set_as_default=False) as client:
         clusters.wait_for(lambda: len(client.nthreads()) == 2, "the restarted worker")
+
+
+# -- local processes: a failure in a worker never hangs the driver ---------------------------
+POOL_SCRIPT = """
+import os, signal, sys
+from stream.errors import AnnostreamError, InputError
+from stream.executors import Processes
+
+def scan(k):  # a planning job that finds bad input (InputError: several constructor args)
+    if k == 3:
+        raise InputError("big.json", "truncated", 3, 4096)
+    return k
+
+def job(k):
+    if k == 2 and sys.argv[1] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)  # out of memory, or killed by an operator
+    return k
+
+def jobs(ex):  # as stream.parallel.plan: the jobs of each file planned by a nested map
+    for f in range(3):
+        yield from (10 * f + k for k in ex.map(scan if sys.argv[1] == "scan" else job, range(4)))
+
+ex = Processes(2)
+try:
+    print(list(ex.map(job, jobs(ex))))
+except AnnostreamError as exc:
+    print(type(exc).__name__, exc)
+finally:
+    ex.close()
+"""
+
+
+@pytest.mark.parametrize("case", ["scan", "kill"])
+def test_local_processes_report_a_worker_error_or_death_instead_of_hanging(case):
+    """An InputError raised in a worker inside the nested planning map comes back whole; a
+    worker process killed mid-job ends the run with one clear error. (multiprocessing.Pool
+    hung on both: the error could not be unpickled, the killed job never returned.)"""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    r = subprocess.run([sys.executable, "-c", POOL_SCRIPT, case], capture_output=True,
+                       text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 0, r.stderr
+    if case == "scan":
+        assert r.stdout.strip() == "InputError big.json: task 3 (near byte 4096): truncated"
+    else:
+        assert r.stdout.startswith("AnnostreamError a worker process died"), r.stdout

@@ -135,6 +135,12 @@ def test_sigkill_at_any_point_leaves_the_lake_as_before_and_the_rerun_ingests_on
         assert len(lake_files(lake)) > len(ledger(lake)[0]["parts"]["tasks"]) * len(TABLES)
     visible = counts(stream.connect(lake), "latest")
     assert visible == (before if point != "committed" else expected_counts(new))
+    if fmt == "delta" and point in ("staged", "first-part"):  # written, never registered
+        from deltalake import DeltaTable
+        assert {t: DeltaTable(str(lake / t)).to_pyarrow_table().num_rows
+                for t in TABLES} == expected_counts(old)
+    if point != "committed":  # the dead run's job folder is still there
+        assert list((lake / "_lake" / "staging").iterdir())
 
     monkeypatch.delenv(lakemod.KILL_ENV)
     rerun = lakemod.ingest([tmp_path / "day2.json"], lake)
@@ -149,6 +155,7 @@ def test_sigkill_at_any_point_leaves_the_lake_as_before_and_the_rerun_ingests_on
     assert lake_files(lake) == {f"{t}/{rel}" for e in committed for t, rels in e["parts"].items()
                                 for rel in rels}
     assert not list((lake / "_lake" / "pending").iterdir())
+    assert not (lake / "_lake" / "staging").exists()  # the dead run's, and the rerun's own
 
 
 # -- concurrency -----------------------------------------------------------------------------

@@ -183,3 +183,50 @@ def test_an_existing_parquet_lake_keeps_its_format(tmp_path):
     assert run_cli("ingest", str(a), "--lake", str(fresh)).returncode == 0
     assert lakemod.status(fresh).format == "delta"
     assert (fresh / "tasks" / "_delta_log").is_dir()
+
+
+@pytest.mark.parametrize("point", ["first-part", "staged", "before-commit"])
+def test_ingest_killed_into_an_s3_lake_leaves_nothing_readable_and_nothing_behind(
+        s3, point, tmp_path, monkeypatch):
+    """Two exports into an S3 Delta lake, the ingest SIGKILLed at a failpoint of its first
+    batch: Delta readers see no row of it (its parts are in the table folders, not in the
+    logs), and the next run (once the dead run's lease lapsed) removes or completes what
+    was left, then ingests exactly once: the lake holds only the files the ledger lists."""
+    from deltalake import DeltaTable
+
+    client, _ = s3
+    monkeypatch.setattr(lakemod.storage._LeaseLock, "VERIFY_DELAY", 0.2)  # in-process calls
+    run = uuid.uuid4().hex[:8]
+    days = [[task(1), task(2, annotations=2)], [task(1, updated="2026-02-01T00:00:00.000000Z"),
+                                                 task(3, project=8)]]
+    for k, tasks in enumerate(days):
+        client.put_object(Bucket="exports", Key=f"{run}/day-{k}.json",
+                          Body=json.dumps(tasks).encode())
+    src, lake = f"s3://exports/{run}/", f"s3://lake/{run}/"
+    monkeypatch.setenv(lakemod.KILL_ENV, point)
+    code = ("import stream.executors as ex, stream.lake as lk; "
+            f"lk.ingest([{src!r}], {lake!r}, executor=ex.InProcess())")  # killed: this process
+    killed = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert killed.returncode == -9, killed.stderr.decode()
+    monkeypatch.delenv(lakemod.KILL_ENV)
+    keys = lambda: {o["Key"][len(run) + 1:] for o in client.list_objects_v2(  # noqa: E731
+        Bucket="lake", Prefix=f"{run}/").get("Contents", [])}
+    assert any(k.endswith(".parquet") for k in keys())  # a part was written
+    lk = lakemod.Lake(lake)
+    if point != "before-commit":
+        for table in TABLES:
+            dt = lakemod.storage.open_delta(lk, table)
+            assert dt is None or dt.to_pyarrow_table().num_rows == 0
+    lk.delete(lakemod.storage._LeaseLock.REL)  # what 120 s without a renewal amount to
+    report = lakemod.ingest([src], lake)
+    assert len(report.ingested) == (1 if point == "before-commit" else 2)
+    entries = lk.ledger()
+    assert [e["status"] for e in entries] == ["committed", "committed"]
+    parts = {f"{t}/{rel}" for e in entries for t, rels in e["parts"].items() for rel in rels}
+    assert {k for k in keys() if k.endswith(".parquet")} == parts
+    assert not [k for k in keys() if k.startswith("_lake/pending/") and k[-1] != "/"]
+    everything = days[0] + days[1]
+    assert read_three_ways(lake) == expected_counts(everything)
+    assert {t: DeltaTable(f"{lake}{t}", storage_options=lakemod.storage.storage_options(lk))
+            .version() for t in TABLES} == dict.fromkeys(TABLES, 1)  # two commits each

@@ -166,6 +166,8 @@ def _staging(lk: Lake) -> Iterator[str]:
         yield str(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the last run folder: staging goes too
+            d.parent.rmdir()
 
 
 # -- converting the batches on the executor ---------------------------------------------------
