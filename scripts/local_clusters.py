@@ -38,9 +38,47 @@ def free_ports(n: int) -> list[int]:
         return [s.getsockname()[1] for s in socks]
 
 
+def cluster_pids(leaders: set[int]) -> set[int]:
+    """Every process of a cluster now: the members of its process groups (led by `leaders`)
+    and their descendants (Ray's raylet starts its workers in sessions of their own)."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,pgid="], capture_output=True,
+                         text=True).stdout
+    rows = [tuple(map(int, line.split())) for line in out.splitlines()]
+    found = {pid for pid, _, pgid in rows if pgid in leaders}
+    while True:
+        more = {pid for pid, ppid, _ in rows if ppid in found} - found
+        if not more:
+            return found
+        found |= more
+
+
+# The watchdog of a cluster: a small process that kills the cluster (every process of its
+# groups and their descendants) when the process that started the cluster dies, even by
+# SIGKILL (a pytest run or a benchmark killed, or interrupted before its cleanup). It reads
+# the group leaders' pids from its standard input and polls its parent; stopped by its pid.
+WATCHDOG = """
+import os, signal, sys, threading, time
+sys.path.insert(0, sys.argv[2])
+from local_clusters import cluster_pids
+parent, leaders = int(sys.argv[1]), set()
+def read():
+    for line in sys.stdin:
+        leaders.add(int(line))
+threading.Thread(target=read, daemon=True).start()
+while os.getppid() == parent:
+    time.sleep(0.5)
+for pid in cluster_pids(leaders):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+"""
+
+
 @dataclass
 class Cluster:
-    """A running cluster: its address and the process groups that make it up."""
+    """A running cluster: its address and the process groups that make it up, guarded by a
+    watchdog (WATCHDOG) that kills them if the process that started them dies first."""
 
     address: str
     procs: list[subprocess.Popen]
@@ -48,23 +86,28 @@ class Cluster:
     temp: Path | None = None
     grace: float = 10.0
     pids: set[int] = field(default_factory=set)
+    watchdog: subprocess.Popen | None = None
+
+    def __post_init__(self) -> None:
+        self.watchdog = subprocess.Popen(
+            [sys.executable, "-c", WATCHDOG, str(os.getpid()), str(Path(__file__).parent)],
+            stdin=subprocess.PIPE, text=True, start_new_session=True)
+        for p in self.procs:
+            self.guard(p)
+
+    def guard(self, proc: subprocess.Popen) -> None:
+        """Tell the watchdog about a process group of the cluster."""
+        assert self.watchdog is not None and self.watchdog.stdin is not None
+        self.watchdog.stdin.write(f"{proc.pid}\n")
+        self.watchdog.stdin.flush()
 
     def group_pids(self) -> set[int]:
-        """Every process of the cluster now: the members of its process groups and their
-        descendants (Ray's raylet starts its workers in sessions of their own)."""
-        out = subprocess.run(["ps", "-eo", "pid=,ppid=,pgid="], capture_output=True,
-                             text=True).stdout
-        rows = [tuple(map(int, line.split())) for line in out.splitlines()]
-        leaders = {p.pid for p in self.procs}
-        found = {pid for pid, _, pgid in rows if pgid in leaders}
-        while True:
-            more = {pid for pid, ppid, _ in rows if ppid in found} - found
-            if not more:
-                return found
-            found |= more
+        """Every process of the cluster now (see cluster_pids)."""
+        return cluster_pids({p.pid for p in self.procs})
 
     def stop(self) -> None:
-        """SIGTERM to each group, then SIGKILL to what is left of it after `grace` seconds."""
+        """SIGTERM to each group, then SIGKILL to what is left of it after `grace` seconds;
+        then the watchdog, by its pid."""
         for p in self.procs[::-1]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGTERM)
@@ -75,6 +118,10 @@ class Cluster:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+        if self.watchdog is not None:
+            self.watchdog.kill()
+            self.watchdog.wait()
+            self.watchdog.stdin.close()
         if self.temp is not None:
             shutil.rmtree(self.temp, ignore_errors=True)
 
@@ -117,6 +164,7 @@ def start_dask(folder: Path, workers: int = 2, env: dict | None = None) -> Clust
                                  "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
                                  "--dashboard-address", "127.0.0.1:0", "--name", f"w{i}",
                                  "--local-directory", str(folder / f"w{i}")], log, env))
+            cluster.guard(procs[-1])
         with Client(address, timeout=60, set_as_default=False) as client:
             wait_for(lambda: len(client.nthreads()) == workers, "the Dask cluster", log)
     except BaseException:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import zipfile
 
 import pytest
-from helpers import load_script, read_tables, run_cli, staging_left
+from helpers import ROOT, load_script, read_tables, run_cli, staging_left
 
 from stream import convert
 from stream.errors import AnnostreamError
@@ -199,11 +201,6 @@ def test_local_processes_report_a_worker_error_or_death_instead_of_hanging(case)
     """An InputError raised in a worker inside the nested planning map comes back whole; a
     worker process killed mid-job ends the run with one clear error. (multiprocessing.Pool
     hung on both: the error could not be unpickled, the killed job never returned.)"""
-    import subprocess
-    import sys
-
-    from helpers import ROOT
-
     r = subprocess.run([sys.executable, "-c", POOL_SCRIPT, case], capture_output=True,
                        text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.returncode == 0, r.stderr
@@ -211,3 +208,98 @@ def test_local_processes_report_a_worker_error_or_death_instead_of_hanging(case)
         assert r.stdout.strip() == "InputError big.json: task 3 (near byte 4096): truncated"
     else:
         assert r.stdout.startswith("AnnostreamError a worker process died"), r.stdout
+
+
+# -- a driver that dies takes its work with it -----------------------------------------------
+DRIVER_SCRIPT = """
+import sys
+import stream
+stream.convert([sys.argv[1]], sys.argv[2], executor=sys.argv[3], address=sys.argv[4],
+               range_bytes=1)  # one job per file
+"""
+
+
+def stage_files(out) -> set[str]:
+    return {str(p) for p in out.glob(".annostream/gen-*/*/*.parquet")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["dask", "ray"])
+def test_a_driver_killed_mid_job_stops_its_tasks(engine, dask_cluster, ray_cluster, tmp_path):
+    """SIGKILL a `convert` driver while its cluster jobs run (one per file, far more than the
+    workers): the engine drops the work of a client or driver that is gone, so within a few
+    seconds no job writes a part file any more, most jobs never ran, and the cluster takes
+    the next run as before."""
+    cluster = dask_cluster if engine == "dask" else ray_cluster
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for k in range(120):
+        gen.generate(folder / f"export-{k:03d}.json", 60_000, seed=300 + k)
+    out = tmp_path / "out"
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER_SCRIPT, str(folder), str(out),
+                               engine, cluster.address], stderr=subprocess.PIPE,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    clusters.wait_for(lambda: len(stage_files(out)) >= 10 or driver.poll() is not None,
+                      "the first jobs' parts")
+    assert driver.poll() is None, driver.stderr.read().decode()
+    driver.kill()
+    driver.wait()
+    deadline = time.monotonic() + 60
+    settled, seen = time.monotonic(), stage_files(out)
+    while time.monotonic() - settled < 8:  # 8 s without a new part file: nothing runs
+        assert time.monotonic() < deadline, "jobs still write 60 s after their driver died"
+        time.sleep(0.5)
+        now = stage_files(out)
+        if now != seen:
+            settled, seen = time.monotonic(), now
+    jobs = len(seen) // len(TABLES)
+    assert jobs < 60, f"{jobs} of 120 jobs ran after their driver died"
+    done = run_cli("convert", str(folder / "export-000.json"), "-o", str(tmp_path / "next"),
+                   "--executor", engine, "--address", cluster.address)
+    assert done.returncode == 0, done.stderr.decode()
+
+
+GUARD_SCRIPT = """
+import os, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import local_clusters as c
+os.environ.update(c.RAY_ENV)
+cluster = (c.start_dask if sys.argv[2] == "dask" else c.start_ray)(Path(sys.argv[3]), 1)
+print(" ".join(map(str, cluster.group_pids() | {cluster.watchdog.pid})), flush=True)
+time.sleep(600)
+"""
+
+
+def alive(pids: set[int]) -> set[int]:
+    out = set()
+    for pid in pids:
+        try:
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        if state != "Z":  # a zombie has stopped (its parent reaps it)
+            out.add(pid)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["dask", "ray"])
+def test_a_test_cluster_dies_with_the_process_that_started_it(engine, tmp_path):
+    """scripts/local_clusters.py: the process that started a cluster SIGKILLed (a pytest run
+    killed before its fixtures stop anything), the cluster's watchdog kills every process
+    of it within seconds, and then exits itself."""
+    starter = subprocess.Popen([sys.executable, "-c", GUARD_SCRIPT, str(ROOT / "scripts"),
+                                engine, str(tmp_path / engine)], stdout=subprocess.PIPE,
+                               text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    pids = set()
+    try:
+        pids = {int(p) for p in starter.stdout.readline().split()}
+        assert len(pids) >= 3 and alive(pids) == pids
+        starter.kill()
+        starter.wait()
+        clusters.wait_for(lambda: not alive(pids), "the cluster's end", timeout=60)
+    finally:
+        starter.kill()
+        for pid in alive(pids):  # only if the watchdog failed: these are this test's
+            os.kill(pid, signal.SIGKILL)
