@@ -6,7 +6,8 @@ converted by `annostream convert` with `--executor local` (processes), `dask` (a
 and N worker processes, 1 thread each) and `ray` (one node with N CPUs); the clusters run on
 127.0.0.1 (scripts/local_clusters.py) and are started before the clock starts. CPU-seconds
 are the driver's (with the local processes it reaped, from os.wait4) plus what every process
-of the cluster used meanwhile (/proc/<pid>/stat). Prints a Markdown table.
+of the cluster used meanwhile (/proc/<pid>/stat, sampled: see ClusterCPU). Prints a Markdown
+table.
 
     python scripts/bench_executors.py --size 1GB --exports 20 --export-size 10MB
 """
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,16 +49,42 @@ def size_arg(text: str) -> int:
     return int(text)
 
 
-def cpu_of(pids: set[int]) -> float:
-    """CPU-seconds used so far by these processes and the children they reaped."""
-    total = 0
+def cpu_times(pids: set[int]) -> dict[int, float]:
+    """CPU-seconds used so far by each of these processes and the children it reaped."""
+    out = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except (FileNotFoundError, ProcessLookupError):
             continue
-        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    return total / TICK
+        out[pid] = sum(int(x) for x in fields[11:15]) / TICK  # utime stime cutime cstime
+    return out
+
+
+class ClusterCPU:
+    """CPU-seconds a cluster's processes use during a run, sampled every `every` seconds:
+    Ray starts worker processes for a job and ends them when its driver leaves, and their
+    time is not always added to a parent's counters, so every process seen is followed
+    from its first sample (a process new since the start counts from zero) to its last."""
+
+    def __init__(self, cluster, every: float = 0.25) -> None:
+        self.cluster, self.every = cluster, every
+        self.first = cpu_times(cluster.group_pids()) if cluster else {}
+        self.last = dict(self.first)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while self.cluster and not self.stop.wait(self.every):
+            self.last.update(cpu_times(self.cluster.group_pids()))
+
+    def seconds(self) -> float:
+        self.stop.set()
+        self.thread.join()
+        if self.cluster:
+            self.last.update(cpu_times(self.cluster.group_pids()))
+        return sum(t - self.first.get(pid, 0.0) for pid, t in self.last.items())
 
 
 def run(inputs: list[Path], out: Path, executor: str, address: str | None, workers: int,
@@ -66,8 +94,7 @@ def run(inputs: list[Path], out: Path, executor: str, address: str | None, worke
            "--executor", executor, "--workers", str(workers)]
     if address:
         cmd += ["--address", address]
-    pids = cluster.group_pids() if cluster else set()
-    before = cpu_of(pids)
+    cpu = ClusterCPU(cluster)
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=str(HERE.parent)))
     _, status, usage = os.wait4(proc.pid, 0)
@@ -75,7 +102,7 @@ def run(inputs: list[Path], out: Path, executor: str, address: str | None, worke
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(cmd)} failed")
     driver = usage.ru_utime + usage.ru_stime
-    workers_cpu = cpu_of(pids) - before
+    workers_cpu = cpu.seconds()
     rows = json.loads((out / "_manifest.json").read_text())["rows"]
     shutil.rmtree(out, ignore_errors=True)
     return {"wall": wall, "driver": driver, "cluster": workers_cpu, "tasks": rows["tasks"]}
