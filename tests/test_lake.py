@@ -481,3 +481,31 @@ def test_ingest_from_an_http_url_stores_no_credentials(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_batches_convert_together_and_commit_in_order(tmp_path):
+    """Three exports in one run on two local processes, the driver held for 5 s before its
+    first batch's Delta commit and killed after it: by then the lake holds part files of
+    every batch (the jobs of all batches run at once, not batch after batch), and only the
+    first batch is in the Delta tables; the rerun completes it and commits the other two,
+    in input order, each once."""
+    lake = tmp_path / "lake"
+    days = [[task(1)], [task(2, project=8)], [task(1, updated="2026-02-01T00:00:00.000000Z")]]
+    files = [write(tmp_path / f"day-{k}.json", tasks) for k, tasks in enumerate(days)]
+    code = ("import sys, stream.executors as ex, stream.lake as lk; "
+            "lk.ingest(sys.argv[2:], sys.argv[1], executor=ex.Processes(2))")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **{lakemod.PAUSE_ENV: "staged:5",
+                                                    lakemod.KILL_ENV: "before-commit"})
+    killed = subprocess.run([sys.executable, "-c", code, str(lake), *map(str, files)],
+                            env=env, capture_output=True)
+    assert killed.returncode == -9, killed.stderr.decode()
+    assert len({p.name for p in (lake / "tasks").rglob("batch=*")}) == 3
+    assert counts(stream.connect(lake)) == dict.fromkeys(TABLES, 0)
+    report = lakemod.ingest(files, lake)
+    assert [e["input"] for e in report.ingested] == [str(f) for f in files[1:]]
+    assert [e["input"] for e in ledger(lake)] == [str(f) for f in files]
+    con = stream.connect(lake)
+    assert counts(con) == expected_counts(days[0] + days[1] + days[2])
+    assert counts(con, "latest") == expected_counts(days[1] + days[2])
+    assert lake_files(lake) == {f"{t}/{rel}" for e in ledger(lake)
+                                for t, rels in e["parts"].items() for rel in rels}
