@@ -209,13 +209,14 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", action="append", type=parse_size,
-                   help="export size to measure (repeatable; default 200MB and 1GB)")
+                   help="export size to measure (repeatable; default 200MB and 1GB; 0: none, "
+                        "e.g. to measure only --big-task)")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--dataloop-files", type=int, default=10_000, help="0 to skip")
     p.add_argument("--big-task", type=float, default=100, metavar="MB", help="0 to skip")
     p.add_argument("--no-sdk", action="store_true", help="leave out the Label Studio SDK")
     args = p.parse_args(argv)
-    sizes = args.size or [200 * 10 ** 6, 10 ** 9]
+    sizes = [s for s in args.size or [200 * 10 ** 6, 10 ** 9] if s]
     DATA.mkdir(exist_ok=True)
     scratch = DATA / "scratch"
     sdk = not args.no_sdk and sdk_available()

@@ -48,7 +48,9 @@ class PartWriter:
         path = self.stem.with_name(f"{self.stem.name}-{len(self.paths):05d}.parquet")
         self.paths.append(path)
         self._groups = 0
-        return pq.ParquetWriter(path, self.table.schema, compression="zstd")
+        plain = self.table.plain  # JSON text gets neither (stream/tables.py _j)
+        return pq.ParquetWriter(path, self.table.schema, compression="zstd",
+                                write_statistics=plain, use_dictionary=plain)
 
     def write(self, t: pa.Table) -> None:
         if t.num_rows:

@@ -132,6 +132,48 @@ def test_one_task_bigger_than_a_feed_same_tables(tmp_path):
     assert manifest["engine"]["core"] == 2
 
 
+# Containers the core only copies into a JSON column (data, unknown keys, a result's value)
+# stay their input text there: spaces, escapes and number spellings of the input, and values
+# the Python reader reads differently (a key given twice, -0, 1e999, an int beyond 64 bits, a
+# lone surrogate) deep inside them.
+KEPT_AS_TEXT = [
+    '{"id": 1, "data": {\n  "t": "caf\\u00e9 \\/ \\"q\\"",\t"n": [1, 2.50, 1E2, 0.0]},'
+    ' "zz": {"a": [ {"b": null} ]}, "annotations": [{"id": 7, "result": [{"id": "r", '
+    '"type": "brushlabels", "value": {"rle": [1, 2, 3], "brushlabels": ["x"], "format": "rle",'
+    ' "nested": {"k": [true, false]}, "points": [[1, 2.5], [3.0, 4]]}}]}]}',
+    '{"id": 2, "data": {"a": 1}, "annotations": [{"result": [{"type": "labels", '
+    '"value": {"deep": {"k": 1, "k": 2}, "labels": ["a"]}}]}]}',
+    '{"id": 4, "data": {"a": 1}, "annotations": [{"result": [{"type": "x", '
+    '"value": {"deep": [-0]}}]}]}',
+    '{"id": 5, "data": {"deep": [123456789012345678901234]}}',
+    '{"id": 6, "data": {"a": 1}, "zz": {"k": 1, "k": 2}}',
+    '{"id": 7, "data": {"a": 1}, "annotations": [{"result": [{"type": "polygonlabels", '
+    '"value": {"points": [[0.5, 1.5], [2.5]], "polygonlabels": ["p"]}}]}]}',
+    '{"id": 3, "data": {"deep": [[1e999]]}}',  # serde_json refuses it: ijson reads from here
+]
+
+
+def test_containers_kept_as_text_same_tables(tmp_path):
+    path = tmp_path / "kept.json"
+    path.write_text("[" + ",\n".join(KEPT_AS_TEXT) + "]")
+    manifest, _ = both([path], tmp_path)
+    assert manifest["engine"]["core"] == 2, manifest["engine"]  # the first and the polygons
+
+
+def test_one_pretty_task_of_many_feeds_same_tables(tmp_path):
+    """An element many feeds long (read to its end by the core's bracket count, then parsed
+    once), pretty-printed: its big value is kept as text without the spaces."""
+    task = next(gen.iter_tasks(5))
+    rle = list(range(core.FEED // 3))
+    task["annotations"] = [{"id": 1, "result": [{"type": "brushlabels", "value": {
+        "format": "rle", "rle": rle, "brushlabels": ["a"]}}]}]
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps([task, task, {"data": {"x": "]}"}}], indent=2))
+    manifest, tables = both([path], tmp_path)
+    assert manifest["engine"]["core"] == 3
+    assert json.loads(tables["results"]["value"][0].as_py())["rle"] == rle
+
+
 @pytest.mark.parametrize("name", BAD)
 def test_bad_input_same_error(tmp_path, name):
     """The same message naming the same task; the byte offset is the Python reader's or

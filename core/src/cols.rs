@@ -307,14 +307,18 @@ impl PointsCol {
             self.valid.push(false);
         }
     }
-    pub fn put(&mut self, i: usize, points: &[Vec<f64>], m: &mut Misuse) {
+    pub fn reserve(&mut self, floats: usize) {
+        self.vals.reserve(floats);
+        self.inner.reserve(floats / 2);
+    }
+    pub fn put(&mut self, i: usize, points: &[impl AsRef<[f64]>], m: &mut Misuse) {
         self.pad(i);
         if self.valid.len() != i {
             m.0 = true;
             return;
         }
         for p in points {
-            self.vals.extend_from_slice(p);
+            self.vals.extend_from_slice(p.as_ref());
             self.inner.push(self.vals.len() as i32);
         }
         self.offs.push((self.inner.len() - 1) as i32);

@@ -1,11 +1,17 @@
 //! A parsed JSON value that keeps what the Python reader sees: object keys in input order,
 //! ints apart from floats. serde_json does the parsing; this module only builds the tree and
 //! notes values the Python reader would read differently (`UNSURE`), so their task is declined.
+//!
+//! A `Plan` says which containers are only ever copied into a JSON column (a task's `data`, a
+//! brush's RLE list, unknown keys): those stay their input text (`V::Raw`, a slice of the
+//! input, checked like a tree but never built), so a huge task takes about its own bytes.
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
+use std::marker::PhantomData;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum V<'a> {
@@ -16,6 +22,45 @@ pub enum V<'a> {
     Str(Cow<'a, str>),
     Arr(Vec<V<'a>>),
     Obj(Vec<(Cow<'a, str>, V<'a>)>),
+    /// An array or object kept as its input text (valid JSON, checked as a tree would be).
+    Raw(&'a str),
+    /// An array of floats where the plan asks for it (a polygon's point): 16 bytes a point
+    /// rather than a tree's 100 or so.
+    Floats(Box<[f64]>),
+}
+
+/// Where a value sits decides whether it is built as a tree or kept as text.
+pub trait Plan: Copy + Default {
+    /// Keep a container here as its text (a scalar is always parsed).
+    fn raw(self) -> bool;
+    /// The plan of the value under `key` of an object here.
+    fn key(self, key: &str) -> Self;
+    /// The plan of an element of an array here.
+    fn item(self) -> Self;
+    /// A container kept as text is checked now (else it is parsed later, `parse_with`).
+    fn checked(self) -> bool {
+        true
+    }
+    /// Keep an array here whose elements are all floats as `V::Floats`.
+    fn floats(self) -> bool {
+        false
+    }
+}
+
+/// Every value a tree.
+#[derive(Clone, Copy, Default)]
+pub struct Tree;
+
+impl Plan for Tree {
+    fn raw(self) -> bool {
+        false
+    }
+    fn key(self, _: &str) -> Self {
+        Tree
+    }
+    fn item(self) -> Self {
+        Tree
+    }
 }
 
 /// Object keys and strings borrow the input unless they hold escapes (no allocation).
@@ -56,13 +101,44 @@ fn unsure() {
 
 impl<'de> Deserialize<'de> for V<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<V<'de>, D::Error> {
-        d.deserialize_any(VVisitor)
+        Seed(Tree).deserialize(d)
     }
 }
 
-struct VVisitor;
+/// A value read by plan `P` (the top-level element of a stream).
+pub struct Planned<'a, P>(pub V<'a>, PhantomData<P>);
 
-impl<'de> Visitor<'de> for VVisitor {
+impl<'de, P: Plan> Deserialize<'de> for Planned<'de, P> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Planned(Seed(P::default()).deserialize(d)?, PhantomData))
+    }
+}
+
+struct Seed<P>(P);
+
+impl<'de, P: Plan> DeserializeSeed<'de> for Seed<P> {
+    type Value = V<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<V<'de>, D::Error> {
+        if !self.0.raw() {
+            return d.deserialize_any(VVisitor(self.0));
+        }
+        let text = <&'de RawValue>::deserialize(d)?.get();
+        if !self.0.checked() && text.starts_with(['[', '{']) {
+            Ok(V::Raw(text))
+        } else if text.starts_with(['[', '{']) {
+            // the checks a tree gets (numbers, keys given twice, lone surrogates), nothing built
+            serde_json::from_str::<Check>(text).map_err(de::Error::custom)?;
+            Ok(V::Raw(text))
+        } else {
+            serde_json::from_str::<V>(text).map_err(de::Error::custom)
+        }
+    }
+}
+
+struct VVisitor<P>(P);
+
+impl<'de, P: Plan> Visitor<'de> for VVisitor<P> {
     type Value = V<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -87,9 +163,7 @@ impl<'de> Visitor<'de> for VVisitor {
         }
     }
     fn visit_f64<E>(self, f: f64) -> Result<V<'de>, E> {
-        if !f.is_finite() || (f == 0.0 && f.is_sign_negative()) {
-            unsure();
-        }
+        check_float(f);
         Ok(V::Float(f))
     }
     fn visit_borrowed_str<E>(self, s: &'de str) -> Result<V<'de>, E> {
@@ -102,8 +176,23 @@ impl<'de> Visitor<'de> for VVisitor {
         Ok(V::Str(Cow::Owned(s)))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<V<'de>, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(v) = seq.next_element::<V<'de>>()? {
+        let item = self.0.item();
+        let mut out = Vec::new();
+        if self.0.floats() {
+            let mut fs = Vec::with_capacity(2);
+            loop {
+                match seq.next_element_seed(Seed(item))? {
+                    None => return Ok(V::Floats(fs.into_boxed_slice())),
+                    Some(V::Float(f)) => fs.push(f),
+                    Some(v) => {
+                        out.extend(fs.into_iter().map(V::Float));
+                        out.push(v);
+                        break;
+                    }
+                }
+            }
+        }
+        while let Some(v) = seq.next_element_seed(Seed(item))? {
             out.push(v);
         }
         Ok(V::Arr(out))
@@ -111,42 +200,110 @@ impl<'de> Visitor<'de> for VVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<V<'de>, A::Error> {
         let mut out: Vec<(Cow<'de, str>, V<'de>)> = Vec::new();
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
-            let v = map.next_value::<V<'de>>()?;
+            let v = map.next_value_seed(Seed(self.0.key(&k)))?;
             out.push((k, v));
         }
-        if has_duplicate(&out) {
+        if has_duplicate(out.iter().map(|(k, _)| k)) {
             unsure();
         }
         Ok(V::Obj(out))
     }
 }
 
-fn has_duplicate(items: &[(Cow<str>, V)]) -> bool {
-    if items.len() <= 16 {
-        for (i, (k, _)) in items.iter().enumerate() {
-            if items[..i].iter().any(|(q, _)| q == k) {
-                return true;
-            }
-        }
-        return false;
+fn check_float(f: f64) {
+    if !f.is_finite() || (f == 0.0 && f.is_sign_negative()) {
+        unsure();
     }
-    let mut keys: Vec<&str> = items.iter().map(|(k, _)| &**k).collect();
+}
+
+/// A value checked as `V` would be (setting `UNSURE` alike), nothing kept.
+struct Check;
+
+impl<'de> Deserialize<'de> for Check {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Check, D::Error> {
+        d.deserialize_any(CheckVisitor)
+    }
+}
+
+struct CheckVisitor;
+
+impl<'de> Visitor<'de> for CheckVisitor {
+    type Value = Check;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Check, E> {
+        Ok(Check)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Check, E> {
+        Ok(Check)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Check, E> {
+        Ok(Check)
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Check, E> {
+        if i64::try_from(n).is_err() {
+            unsure();
+        }
+        Ok(Check)
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Check, E> {
+        check_float(f);
+        Ok(Check)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Check, E> {
+        Ok(Check)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Check, A::Error> {
+        while seq.next_element::<Check>()?.is_some() {}
+        Ok(Check)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Check, A::Error> {
+        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            map.next_value::<Check>()?;
+            keys.push(k);
+        }
+        if has_duplicate(keys.iter()) {
+            unsure();
+        }
+        Ok(Check)
+    }
+}
+
+fn has_duplicate<'k, 'a: 'k>(keys: impl ExactSizeIterator<Item = &'k Cow<'a, str>>) -> bool {
+    if keys.len() <= 16 {
+        let keys: Vec<&str> = keys.map(|k| &**k).collect();
+        return keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k));
+    }
+    let mut keys: Vec<&str> = keys.map(|k| &**k).collect();
     keys.sort_unstable();
     keys.windows(2).any(|w| w[0] == w[1])
 }
 
 /// Parse one JSON value at the start of `buf`: (value, bytes used, unsure) or the serde error.
-pub fn parse_one(buf: &[u8]) -> Result<(V<'_>, usize, bool), serde_json::Error> {
+pub fn parse_one<P: Plan>(buf: &[u8]) -> Result<(V<'_>, usize, bool), serde_json::Error> {
     UNSURE.with(|u| u.set(false));
-    let mut it = serde_json::Deserializer::from_slice(buf).into_iter::<V>();
+    let mut it = serde_json::Deserializer::from_slice(buf).into_iter::<Planned<P>>();
     match it.next() {
-        Some(Ok(v)) => {
+        Some(Ok(Planned(v, _))) => {
             let end = it.byte_offset();
             Ok((v, end, UNSURE.with(|u| u.get())))
         }
         Some(Err(e)) => Err(e),
         None => Err(de::Error::custom("no value")),
     }
+}
+
+/// The value `text` (kept as V::Raw by a plan) read by `plan`: None when it is not valid
+/// JSON or holds a value the Python reader would read differently (as `UNSURE` notes).
+pub fn parse_with<P: Plan>(text: &str, plan: P) -> Option<V<'_>> {
+    UNSURE.with(|u| u.set(false));
+    let mut de = serde_json::Deserializer::from_str(text);
+    let v = Seed(plan).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    (!UNSURE.with(|u| u.get())).then_some(v)
 }
 
 /// A run of 19 or more digits that may be an int literal (not a fraction, not followed by a
@@ -197,7 +354,37 @@ pub fn dump(v: &V, out: &mut Vec<u8>) {
             out.push(b']');
         }
         V::Obj(items) => dump_obj(items.iter().map(|(k, v)| (&**k, v)), out),
+        V::Raw(text) => dump_raw(text, out),
+        V::Floats(fs) => {
+            out.push(b'[');
+            for (i, f) in fs.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                dump_float(*f, out);
+            }
+            out.push(b']');
+        }
     }
+}
+
+/// Valid JSON text without the whitespace between its tokens.
+fn dump_raw(text: &str, out: &mut Vec<u8>) {
+    let b = text.as_bytes();
+    let (mut start, mut i, mut in_str) = (0, 0, false);
+    while i < b.len() {
+        match b[i] {
+            b'\\' if in_str => i += 1, // the escaped byte is never a quote that ends the string
+            b'"' => in_str = !in_str,
+            b' ' | b'\t' | b'\n' | b'\r' if !in_str => {
+                out.extend_from_slice(&b[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.extend_from_slice(&b[start.min(b.len())..]);
 }
 
 pub fn dump_obj<'a>(items: impl Iterator<Item = (&'a str, &'a V<'a>)>, out: &mut Vec<u8>) {

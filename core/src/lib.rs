@@ -17,9 +17,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Elements larger than this are left to the Python reader: the tree of a parsed task takes
-/// several times its bytes, and one huge task is converted as the Python reader does it.
-const MAX_ELEMENT: usize = 16 << 20;
+/// Elements larger than this are left to the Python reader (stream/formats/core.py BIG): the
+/// JSON text of one element (at most a few times its bytes) stays well within the 2 GB of an
+/// Arrow string column's i32 offsets.
+const MAX_ELEMENT: usize = 256 << 20;
+
+/// After a call this long (one huge task), the memory its parse freed goes back to the system
+/// at once: mimalloc would keep it (its pages are purged only when this thread allocates
+/// again), while the batches are written.
+const RETURN_AFTER: usize = 32 << 20;
 
 fn skip_ws(data: &[u8], mut at: usize) -> usize {
     while at < data.len() && matches!(data[at], b' ' | b'\t' | b'\r' | b'\n') {
@@ -105,7 +111,7 @@ fn run(data: &[u8], file: &str, position: i64, container: &str, array: bool, eof
             r.status = if !eof { Status::More } else if array { Status::Error } else { Status::End };
             return r;
         }
-        let (v, used, unsure) = match json::parse_one(&data[pos..]) {
+        let (v, used, unsure) = match json::parse_one::<ls::Shape>(&data[pos..]) {
             Ok(x) => x,
             Err(e) => {
                 r.status = if e.is_eof() && !eof { Status::More } else { Status::Error };
@@ -126,6 +132,11 @@ fn run(data: &[u8], file: &str, position: i64, container: &str, array: bool, eof
             }
         };
         cx.position = position + r.tasks;
+        if used > RETURN_AFTER {
+            // one huge task: its JSON text comes from the input, at most about its length,
+            // reserved at once (untouched pages cost nothing) rather than doubled into
+            r.out.reserve(used);
+        }
         let declined = unsure || used > MAX_ELEMENT || json::long_digits(&data[pos..end])
             || r.out.add(&v, &mut cx).is_err();
         r.consumed = next;
@@ -141,6 +152,40 @@ fn run(data: &[u8], file: &str, position: i64, container: &str, array: bool, eof
         }
         pos = next;
     }
+}
+
+/// Where a JSON container that starts `data` ends, found by bracket counting alone (no
+/// parse): `state` (depth, in a string, after a backslash) carries over from the bytes before.
+/// Returns (complete, state). The caller reads the rest of one huge element in pieces with it
+/// and converts the element once, rather than parsing it again after every doubling.
+#[pyfunction]
+#[pyo3(signature = (data, state=None))]
+fn scan(data: &[u8], state: Option<(usize, bool, bool)>) -> (bool, (usize, bool, bool)) {
+    let (mut depth, mut in_str, mut escaped) = state.unwrap_or((0, false, false));
+    for &b in data {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                if depth <= 1 {
+                    return (true, (0, false, false));
+                }
+                depth -= 1;
+            }
+            _ => {}
+        }
+    }
+    (false, (depth, in_str, escaped))
 }
 
 fn capsules<'py>(py: Python<'py>, sa: StructArray) -> PyResult<Bound<'py, PyTuple>> {
@@ -176,6 +221,10 @@ fn convert<'py>(py: Python<'py>, data: &[u8], file: &str, position: i64, contain
         } else {
             None
         };
+        if data.len() > RETURN_AFTER {
+            // ok: mi_collect only hands mimalloc's free pages back to the system
+            unsafe { libmimalloc_sys::mi_collect(true) };
+        }
         (r.status, r.consumed, r.tasks, r.declined, tables, r.out.misuse.0)
     })));
     let (status, consumed, tasks, declined, tables, misuse) = match result {
@@ -218,6 +267,7 @@ fn convert<'py>(py: Python<'py>, data: &[u8], file: &str, position: i64, contain
 #[pymodule]
 fn annostream_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(convert, m)?)?;
+    m.add_function(wrap_pyfunction!(scan, m)?)?;
     Ok(())
 }
 

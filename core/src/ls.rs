@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use crate::cols::*;
-use crate::json::{dump, dump_obj, get, get_some, has, V};
+use crate::json::{dump, dump_obj, get, get_some, has, parse_with, Plan, V};
 use crate::tables::*;
 
 pub struct Decline;
@@ -33,6 +33,69 @@ const KEYFRAME_KNOWN: &[&str] = &["frame", "time", "enabled", "x", "y", "width",
 const LISTS: [(&str, &str); 4] = [("annotations", "annotation"), ("completions", "annotation"),
     ("predictions", "prediction"), ("drafts", "draft")];
 const TIME_TYPES: &[&str] = &["timeserieslabels"];
+
+/// Keys of a result's `value` this reader looks into (and any key ending in "labels").
+const VALUE_READ: &[&str] = &["labels", "choices", "taxonomy", "text", "x", "y", "width", "height",
+    "rotation", "points", "start", "end", "globalOffsets", "channel", "number", "rating", "sequence",
+    "framesCount", "frameCount"];
+
+/// Where a value sits in a task: what the reader looks into is built as a tree, the rest (a
+/// task's data and meta, keys it keeps in `extra`, an RLE list) stays text (`json::Plan`).
+#[derive(Clone, Copy, Default)]
+pub enum Shape {
+    #[default]
+    Task,
+    Lists,
+    Annotation,
+    Results,
+    Result,
+    /// A result's value: text, checked when it is parsed (`Out::results`).
+    Later,
+    Value,
+    Points,
+    Point,
+    Tree,
+    Text,
+}
+
+impl Plan for Shape {
+    fn raw(self) -> bool {
+        matches!(self, Shape::Text | Shape::Later)
+    }
+    fn checked(self) -> bool {
+        !matches!(self, Shape::Later)
+    }
+    fn key(self, key: &str) -> Shape {
+        let read = |known: &[&str]| if known.contains(&key) { Shape::Tree } else { Shape::Text };
+        match self {
+            Shape::Task if LISTS.iter().any(|(k, _)| *k == key) => Shape::Lists,
+            Shape::Task if key == "data" || key == "meta" => Shape::Text,
+            Shape::Task if key == "task" => Shape::Tree, // a legacy storage annotation's
+            Shape::Task => read(TASK_KNOWN),
+            Shape::Annotation if key == "result" => Shape::Results,
+            Shape::Annotation if key == "skipped" => Shape::Tree,
+            Shape::Annotation => read(ANNOTATION_KNOWN),
+            Shape::Result if key == "value" => Shape::Later,
+            Shape::Result if RELATION_KNOWN.contains(&key) => Shape::Tree,
+            Shape::Result => read(RESULT_KNOWN),
+            Shape::Value if key == "points" => Shape::Points,
+            Shape::Value if key.ends_with("labels") => Shape::Tree,
+            Shape::Value => read(VALUE_READ),
+            _ => Shape::Tree,
+        }
+    }
+    fn item(self) -> Shape {
+        match self {
+            Shape::Lists => Shape::Annotation,
+            Shape::Results => Shape::Result,
+            Shape::Points => Shape::Point,
+            _ => Shape::Tree,
+        }
+    }
+    fn floats(self) -> bool {
+        matches!(self, Shape::Point)
+    }
+}
 
 /// A value of an `extra` object: the input's own, or one the converter adds.
 enum E<'a> {
@@ -231,6 +294,13 @@ impl<'a> Ctx<'a> {
 impl Out {
     pub fn marks(&self) -> [usize; 5] {
         [self.t.n, self.a.n, self.r.n, self.rel.n, self.k.n]
+    }
+
+    /// Room for the columns a huge task of `n` bytes fills most (its JSON text, its points).
+    pub fn reserve(&mut self, n: usize) {
+        self.t.data.data.reserve(n);
+        self.r.value.data.reserve(n);
+        self.r.points.reserve(n / 8); // a float takes 8 bytes here, rarely fewer in the text
     }
 
     pub fn rollback(&mut self, m: [usize; 5]) {
@@ -462,7 +532,17 @@ impl Out {
             int_col(ro, "original_height", &mut c.original_height, i, &mut extra, m);
             num_col(ro, "image_rotation", &mut c.image_rotation, i, &mut extra, m);
             if let Some(v) = get(ro, "value") {
-                if let V::Obj(vo) = v {
+                // read as text (V::Raw) and parsed here, one value at a time: a task's values
+                // are never all trees at once, and the column gets the text as it came
+                let parsed;
+                let tree = match v {
+                    V::Raw(text) => {
+                        parsed = parse_with(text, Shape::Value).ok_or(Decline)?;
+                        &parsed
+                    }
+                    v => v,
+                };
+                if let V::Obj(vo) = tree {
                     let typ = match typ {
                         Some(V::Str(t)) => &**t,
                         _ => "",
@@ -558,20 +638,19 @@ impl Out {
             match p {
                 V::Null => {}
                 V::Arr(pts) => {
-                    let mut out = Vec::with_capacity(pts.len());
+                    let mut rows: Vec<Cow<[f64]>> = Vec::with_capacity(pts.len());
                     for pt in pts {
-                        let V::Arr(xy) = pt else { return Err(Decline) };
-                        let mut row = Vec::with_capacity(xy.len());
-                        for x in xy {
-                            match x {
-                                V::Float(f) => row.push(*f),
-                                V::Int(n) if (-EXACT_INT..=EXACT_INT).contains(n) => row.push(*n as f64),
-                                _ => return Err(Decline),
-                            }
-                        }
-                        out.push(row);
+                        rows.push(match pt {
+                            V::Floats(fs) => Cow::Borrowed(&fs[..]),
+                            V::Arr(xy) => Cow::Owned(xy.iter().map(|x| match x {
+                                V::Float(f) => Ok(*f),
+                                V::Int(n) if (-EXACT_INT..=EXACT_INT).contains(n) => Ok(*n as f64),
+                                _ => Err(Decline),
+                            }).collect::<R<Vec<f64>>>()?),
+                            _ => return Err(Decline),
+                        });
                     }
-                    c.points.put(i, &out, m);
+                    c.points.put(i, &rows, m);
                 }
                 _ => return Err(Decline),
             }

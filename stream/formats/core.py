@@ -36,8 +36,8 @@ FEED = 1 << 20  # bytes of elements handed to the core per call (more for one bi
 # few MB make the per-call Python work negligible; the memory a call needs grows with it
 
 
-BIG = 16 << 20  # an element this long is not parsed by the core (its tree would take several
-# times its bytes; core/src/lib.rs MAX_ELEMENT): from it on, ijson reads as the Python path does
+BIG = 256 << 20  # an element this long is not parsed by the core (core/src/lib.rs MAX_ELEMENT:
+# its JSON text must fit an Arrow string column): from it on, ijson reads as the Python path does
 
 
 def enabled() -> bool:
@@ -156,14 +156,12 @@ class CoreItems(ArrayItems):
                 yield "rest", self._ijson(0, head, b""), None, True
                 return
             buf, base = head[at + 1:], at + 1
-        position, want = self._position, FEED
+        position = self._position
         convert = annostream_core.convert
-        more = not buf
+        more, gathered = not buf, False
         while True:
             if more and not eof:  # converts what it has first: a read may raise (corrupt gzip)
-                chunk = self._read(max(want - len(buf), FEED))
-                eof = not chunk
-                buf += chunk
+                buf, eof, gathered = self._more(buf, gathered)
             limit = None if self._limit is None else self._limit - base
             try:
                 status, used, tasks, declined, batches = convert(
@@ -176,6 +174,8 @@ class CoreItems(ArrayItems):
             end = status == "end" and garbage is None
             if batches is not None:
                 batch = CoreBatch(_tables(batches), tasks)
+                if declined is None and status != "error":  # let the input go before its
+                    buf, base, used = buf[used:], base + used, 0  # rows are written
                 yield "item", batch, base + used, end and declined is None
                 position += tasks
             if used or declined or tasks:
@@ -197,12 +197,38 @@ class CoreItems(ArrayItems):
                 if garbage is not None:
                     yield "rest", garbage, None, True
                 return
-            more = status == "more"
+            more, gathered = status == "more", gathered and status == "more"
             if more and len(buf) > BIG:  # one huge task: the rest goes to ijson, as in
                 yield "rest", self._fallback(base, buf), None, True  # ArrayItems
                 return
-            # one element bigger than FEED: grow geometrically rather than parse it again and again
-            want = max(FEED, 2 * len(buf)) if more else FEED
+
+    def _more(self, buf: bytes, gathered: bool) -> tuple[bytes, bool, bool]:
+        """`buf`, an incomplete element at its start, with more bytes; whether the stream
+        ended; whether the element was read to its end. A feed; an element longer than a
+        feed is read to its end (`_gather`) once, then doubled (the bracket count and the
+        parser disagree only on odd input)."""
+        if len(buf) >= FEED and not gathered:
+            return *self._gather(buf), True
+        chunk = self._read(max(FEED, len(buf)))
+        return buf + chunk, not chunk, gathered
+
+    def _gather(self, buf: bytes) -> tuple[bytes, bool]:
+        """`buf` and the rest of the element it starts with (up to a feed beyond its end, or
+        BIG), and whether the stream ended: read a feed at a time, its end found by the core's
+        bracket count, joined once. The element is then parsed once, and the bytes held are
+        about its own (rather than parsed after each doubling of a buffer twice its size)."""
+        at = len(buf) - len(buf.lstrip(WHITESPACE))
+        if buf[at:at + 1] not in (b"{", b"["):
+            return buf, False
+        done, state = annostream_core.scan(buf[at:])
+        parts, size, eof = [buf], len(buf), False
+        while not done and not eof and size <= BIG:
+            chunk = self._read(FEED)
+            eof = not chunk
+            parts.append(chunk)
+            size += len(chunk)
+            done, state = annostream_core.scan(chunk, state)
+        return b"".join(parts), eof
 
     def _trailing(self, tail: bytes, at: int, eof: bool) -> Iterator[object] | None:
         """What follows the closing bracket of a whole array (`tail`, at byte `at`): None
