@@ -114,7 +114,10 @@ fn run(data: &[u8], file: &str, position: i64, container: &str, array: bool, eof
         let (v, used, unsure) = match json::parse_one::<ls::Shape>(&data[pos..]) {
             Ok(x) => x,
             Err(e) => {
-                r.status = if e.is_eof() && !eof { Status::More } else { Status::Error };
+                // skipping a container kept as text, serde_json calls a number cut at the end
+                // ("44.") invalid, not incomplete: incomplete is where its brackets do not close
+                let cut = e.is_eof() || !brackets(&data[pos..], Brackets::default()).0;
+                r.status = if cut && !eof { Status::More } else { Status::Error };
                 return r;
             }
         };
@@ -160,8 +163,15 @@ fn run(data: &[u8], file: &str, position: i64, container: &str, array: bool, eof
 /// and converts the element once, rather than parsing it again after every doubling.
 #[pyfunction]
 #[pyo3(signature = (data, state=None))]
-fn scan(data: &[u8], state: Option<(usize, bool, bool)>) -> (bool, (usize, bool, bool)) {
-    let (mut depth, mut in_str, mut escaped) = state.unwrap_or((0, false, false));
+fn scan(data: &[u8], state: Option<Brackets>) -> (bool, Brackets) {
+    brackets(data, state.unwrap_or_default())
+}
+
+/// (depth, in a string, after a backslash)
+type Brackets = (usize, bool, bool);
+
+fn brackets(data: &[u8], state: Brackets) -> (bool, Brackets) {
+    let (mut depth, mut in_str, mut escaped) = state;
     for &b in data {
         if in_str {
             if escaped {
