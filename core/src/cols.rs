@@ -184,30 +184,33 @@ impl Finish for StrCol {
     }
 }
 
-impl Finish for I64Col {
-    fn finish(&mut self, n: usize) -> ArrayRef {
-        let (v, nb) = self.take(n);
-        Arc::new(PrimitiveArray::<Int64Type>::new(ScalarBuffer::from(v), nb))
-    }
-    fn truncate(&mut self, n: usize) {
-        PrimCol::truncate(self, n)
+/// A value of a fixed-width column, and its Arrow array.
+pub trait Prim: Copy + Default {
+    fn array(vals: Vec<Self>, nulls: Option<NullBuffer>) -> ArrayRef;
+}
+
+impl Prim for i64 {
+    fn array(vals: Vec<i64>, nulls: Option<NullBuffer>) -> ArrayRef {
+        Arc::new(PrimitiveArray::<Int64Type>::new(ScalarBuffer::from(vals), nulls))
     }
 }
 
-impl Finish for F64Col {
-    fn finish(&mut self, n: usize) -> ArrayRef {
-        let (v, nb) = self.take(n);
-        Arc::new(PrimitiveArray::<Float64Type>::new(ScalarBuffer::from(v), nb))
-    }
-    fn truncate(&mut self, n: usize) {
-        PrimCol::truncate(self, n)
+impl Prim for f64 {
+    fn array(vals: Vec<f64>, nulls: Option<NullBuffer>) -> ArrayRef {
+        Arc::new(PrimitiveArray::<Float64Type>::new(ScalarBuffer::from(vals), nulls))
     }
 }
 
-impl Finish for BoolCol {
+impl Prim for bool {
+    fn array(vals: Vec<bool>, nulls: Option<NullBuffer>) -> ArrayRef {
+        Arc::new(BooleanArray::new(BooleanBuffer::from(vals), nulls))
+    }
+}
+
+impl<T: Prim> Finish for PrimCol<T> {
     fn finish(&mut self, n: usize) -> ArrayRef {
         let (v, nb) = self.take(n);
-        Arc::new(BooleanArray::new(BooleanBuffer::from(v), nb))
+        T::array(v, nb)
     }
     fn truncate(&mut self, n: usize) {
         PrimCol::truncate(self, n)

@@ -343,29 +343,22 @@ pub fn dump(v: &V, out: &mut Vec<u8>) {
         V::Int(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
         V::Float(f) => dump_float(*f, out),
         V::Str(s) => dump_str(s, out),
-        V::Arr(items) => {
-            out.push(b'[');
-            for (i, x) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                dump(x, out);
-            }
-            out.push(b']');
-        }
+        V::Arr(items) => dump_arr(items, out, dump),
         V::Obj(items) => dump_obj(items.iter().map(|(k, v)| (&**k, v)), out),
         V::Raw(text) => dump_raw(text, out),
-        V::Floats(fs) => {
-            out.push(b'[');
-            for (i, f) in fs.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                dump_float(*f, out);
-            }
-            out.push(b']');
-        }
+        V::Floats(fs) => dump_arr(fs, out, |f, out| dump_float(*f, out)),
     }
+}
+
+fn dump_arr<T>(items: &[T], out: &mut Vec<u8>, item: impl Fn(&T, &mut Vec<u8>)) {
+    out.push(b'[');
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        item(x, out);
+    }
+    out.push(b']');
 }
 
 /// Valid JSON text without the whitespace between its tokens.

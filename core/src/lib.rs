@@ -90,16 +90,15 @@ fn separator(data: &[u8], end: usize, array: bool, eof: bool, limit: Option<usiz
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(data: &[u8], file: &str, position: i64, container: &str, array: bool, eof: bool,
        first: bool, limit: Option<usize>) -> Run {
     let mut r = Run { status: Status::End, consumed: 0, tasks: 0, declined: None, out: ls::Out::default() };
     let mut cx = ls::Ctx::new(file, container);
     let mut pos = skip_ws(data, 0);
-    if array && first {
-        if pos < data.len() && data[pos] == b']' {
-            r.consumed = pos + 1;
-            return r;
-        }
+    if array && first && pos < data.len() && data[pos] == b']' {
+        r.consumed = pos + 1;
+        return r;
     }
     loop {
         r.consumed = pos;

@@ -282,12 +282,11 @@ pub struct Ctx<'a> {
     pub file: &'a str,
     pub container: &'a str,
     pub position: i64,
-    apos: i64,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(file: &'a str, container: &'a str) -> Self {
-        Ctx { file, container, position: 0, apos: 0 }
+        Ctx { file, container, position: 0 }
     }
 }
 
@@ -372,15 +371,15 @@ impl Out {
         }
         ts_col(obj, "created_at", &mut t.created_at, i, &mut extra, m)?;
         ts_col(obj, "updated_at", &mut t.updated_at, i, &mut extra, m)?;
-        int_col(obj, "total_annotations", &mut t.total_annotations, i, &mut extra, m);
-        int_col(obj, "cancelled_annotations", &mut t.cancelled_annotations, i, &mut extra, m);
-        int_col(obj, "total_predictions", &mut t.total_predictions, i, &mut extra, m);
+        typed(obj, "total_annotations", &mut t.total_annotations, i, &mut extra, m);
+        typed(obj, "cancelled_annotations", &mut t.cancelled_annotations, i, &mut extra, m);
+        typed(obj, "total_predictions", &mut t.total_predictions, i, &mut extra, m);
         let mut lists: Vec<&str> = Vec::new();
         for (k, v) in obj {
             if LISTS.iter().any(|(key, _)| key == k) {
                 match v {
                     V::Arr(_) => lists.push(&**k),
-                    V::Null => extra.keep(&**k, v),
+                    V::Null => extra.keep(k, v),
                     _ => return Err(Decline), // the Python reader raises: not an export
                 }
             }
@@ -407,11 +406,9 @@ impl Out {
                   listed: Option<&'static str>, cx: &mut Ctx) -> R<()> {
         let i = self.a.n;
         let (a, m) = (&mut self.a, &mut self.misuse);
-        a.source.put(i, SOURCE, m);
-        a.task_id.put(i, task_id, m);
-        a.file.put(i, cx.file, m);
-        a.task_position.put(i, cx.position, m);
-        a.kind.put(i, kind, m);
+        let mut link = Link { source: SOURCE, task_id, file: cx.file, task_position: cx.position, kind,
+                              annotation_id: "", annotation_position: position };
+        a.link_task(i, 1, &link, m);
         a.position.put(i, position, m);
         let o = match ann {
             V::Obj(o) => o,
@@ -463,12 +460,12 @@ impl Out {
         id_col(o, "updated_by", &mut a.updated_by, i, &mut extra, None, true, true, m)?;
         ts_col(o, "created_at", &mut a.created_at, i, &mut extra, m)?;
         ts_col(o, "updated_at", &mut a.updated_at, i, &mut extra, m)?;
-        bool_col(o, "was_cancelled", &mut a.was_cancelled, i, &mut extra, m);
-        bool_col(o, "ground_truth", &mut a.ground_truth, i, &mut extra, m);
-        num_col(o, "lead_time", &mut a.lead_time, i, &mut extra, m);
-        str_col(o, "model_version", &mut a.model_version, i, &mut extra, m);
-        num_col(o, "score", &mut a.score, i, &mut extra, m);
-        int_col(o, "result_count", &mut a.result_count, i, &mut extra, m);
+        typed(o, "was_cancelled", &mut a.was_cancelled, i, &mut extra, m);
+        typed(o, "ground_truth", &mut a.ground_truth, i, &mut extra, m);
+        typed(o, "lead_time", &mut a.lead_time, i, &mut extra, m);
+        typed(o, "model_version", &mut a.model_version, i, &mut extra, m);
+        typed(o, "score", &mut a.score, i, &mut extra, m);
+        typed(o, "result_count", &mut a.result_count, i, &mut extra, m);
         if !has(o, "was_cancelled") {
             if let Some(V::Bool(b)) = get(o, "skipped") {
                 a.was_cancelled.put(i, *b, m);
@@ -491,19 +488,19 @@ impl Out {
         put_extra(&mut a.extra, i, &extra, m);
         a.n += 1;
         if let Some(items) = result {
-            cx.apos = position;
-            self.results(items, task_id, kind, &aid, cx)?;
+            link.annotation_id = &aid;
+            self.results(items, &link)?;
         }
         Ok(())
     }
 
-    fn results(&mut self, items: &[V], task_id: &str, kind: &str, aid: &str, cx: &Ctx) -> R<()> {
+    fn results(&mut self, items: &[V], link: &Link) -> R<()> {
         for (p, r) in items.iter().enumerate() {
             let V::Obj(ro) = r else { return Err(Decline) };
             let typ = get(ro, "type");
             if let Some(V::Str(t)) = typ {
                 if t == "relation" {
-                    self.relation(ro, task_id, kind, aid, p as i64, cx)?;
+                    self.relation(ro, link, p as i64)?;
                     continue;
                 }
             }
@@ -513,24 +510,18 @@ impl Out {
             let synth = || format!("~{}", p);
             let rid = id_col(ro, "id", &mut c.region_id, i, &mut extra, Some(&synth), false, true, m)?
                 .unwrap_or_default();
-            c.source.put(i, SOURCE, m);
-            c.task_id.put(i, task_id, m);
-            c.file.put(i, cx.file, m);
-            c.task_position.put(i, cx.position, m);
-            c.kind.put(i, kind, m);
-            c.annotation_id.put(i, aid, m);
-            c.annotation_position.put(i, cx.apos, m);
+            c.link(i, 1, link, m);
             c.position.put(i, p as i64, m);
-            str_col(ro, "from_name", &mut c.from_name, i, &mut extra, m);
-            str_col(ro, "to_name", &mut c.to_name, i, &mut extra, m);
-            str_col(ro, "type", &mut c.r#type, i, &mut extra, m);
-            str_col(ro, "origin", &mut c.origin, i, &mut extra, m);
-            num_col(ro, "score", &mut c.score, i, &mut extra, m);
-            str_col(ro, "parentID", &mut c.parent_id, i, &mut extra, m);
-            bool_col(ro, "readonly", &mut c.readonly, i, &mut extra, m);
-            int_col(ro, "original_width", &mut c.original_width, i, &mut extra, m);
-            int_col(ro, "original_height", &mut c.original_height, i, &mut extra, m);
-            num_col(ro, "image_rotation", &mut c.image_rotation, i, &mut extra, m);
+            typed(ro, "from_name", &mut c.from_name, i, &mut extra, m);
+            typed(ro, "to_name", &mut c.to_name, i, &mut extra, m);
+            typed(ro, "type", &mut c.r#type, i, &mut extra, m);
+            typed(ro, "origin", &mut c.origin, i, &mut extra, m);
+            typed(ro, "score", &mut c.score, i, &mut extra, m);
+            typed(ro, "parentID", &mut c.parent_id, i, &mut extra, m);
+            typed(ro, "readonly", &mut c.readonly, i, &mut extra, m);
+            typed(ro, "original_width", &mut c.original_width, i, &mut extra, m);
+            typed(ro, "original_height", &mut c.original_height, i, &mut extra, m);
+            typed(ro, "image_rotation", &mut c.image_rotation, i, &mut extra, m);
             if let Some(v) = get(ro, "value") {
                 // read as text (V::Raw) and parsed here, one value at a time: a task's values
                 // are never all trees at once, and the column gets the text as it came
@@ -551,7 +542,7 @@ impl Out {
                     let mut cut = false;
                     if let Some(V::Arr(seq)) = seq {
                         if !seq.is_empty() {
-                            self.keyframes(seq, vo, task_id, kind, aid, &rid, p as i64, i, cx)?;
+                            self.keyframes(seq, vo, link, &rid, p as i64, i)?;
                             cut = true;
                         }
                     }
@@ -684,21 +675,15 @@ impl Out {
         Ok(())
     }
 
-    fn relation(&mut self, r: &Obj, task_id: &str, kind: &str, aid: &str, p: i64, cx: &Ctx) -> R<()> {
+    fn relation(&mut self, r: &Obj, link: &Link, p: i64) -> R<()> {
         let i = self.rel.n;
         let (c, m) = (&mut self.rel, &mut self.misuse);
         let mut extra = Extra::of(r, RELATION_KNOWN)?;
-        c.source.put(i, SOURCE, m);
-        c.task_id.put(i, task_id, m);
-        c.file.put(i, cx.file, m);
-        c.task_position.put(i, cx.position, m);
-        c.kind.put(i, kind, m);
-        c.annotation_id.put(i, aid, m);
-        c.annotation_position.put(i, cx.apos, m);
+        c.link(i, 1, link, m);
         c.position.put(i, p, m);
-        str_col(r, "from_id", &mut c.from_id, i, &mut extra, m);
-        str_col(r, "to_id", &mut c.to_id, i, &mut extra, m);
-        str_col(r, "direction", &mut c.direction, i, &mut extra, m);
+        typed(r, "from_id", &mut c.from_id, i, &mut extra, m);
+        typed(r, "to_id", &mut c.to_id, i, &mut extra, m);
+        typed(r, "direction", &mut c.direction, i, &mut extra, m);
         if let Some(l) = get(r, "labels") {
             match l {
                 V::Arr(xs) if xs.iter().all(|x| matches!(x, V::Str(_))) => {
@@ -715,9 +700,7 @@ impl Out {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn keyframes(&mut self, seq: &[V], v: &Obj, task_id: &str, kind: &str, aid: &str, rid: &str,
-                 rpos: i64, ri: usize, cx: &Ctx) -> R<()> {
+    fn keyframes(&mut self, seq: &[V], v: &Obj, link: &Link, rid: &str, rpos: i64, ri: usize) -> R<()> {
         let (k, m) = (&mut self.k, &mut self.misuse);
         let mut objs: Vec<&Obj> = Vec::with_capacity(seq.len());
         for kf in seq {
@@ -729,25 +712,19 @@ impl Out {
         for (j, o) in objs.iter().enumerate() {
             let i = i0 + j;
             let mut extra = Extra::of(o, KEYFRAME_KNOWN)?;
-            int_col(o, "frame", &mut k.frame, i, &mut extra, m);
-            num_col(o, "time", &mut k.time, i, &mut extra, m);
-            bool_col(o, "enabled", &mut k.enabled, i, &mut extra, m);
-            num_col(o, "x", &mut k.x, i, &mut extra, m);
-            num_col(o, "y", &mut k.y, i, &mut extra, m);
-            num_col(o, "width", &mut k.width, i, &mut extra, m);
-            num_col(o, "height", &mut k.height, i, &mut extra, m);
-            num_col(o, "rotation", &mut k.rotation, i, &mut extra, m);
-            bool_col(o, "auto", &mut k.auto, i, &mut extra, m);
+            typed(o, "frame", &mut k.frame, i, &mut extra, m);
+            typed(o, "time", &mut k.time, i, &mut extra, m);
+            typed(o, "enabled", &mut k.enabled, i, &mut extra, m);
+            typed(o, "x", &mut k.x, i, &mut extra, m);
+            typed(o, "y", &mut k.y, i, &mut extra, m);
+            typed(o, "width", &mut k.width, i, &mut extra, m);
+            typed(o, "height", &mut k.height, i, &mut extra, m);
+            typed(o, "rotation", &mut k.rotation, i, &mut extra, m);
+            typed(o, "auto", &mut k.auto, i, &mut extra, m);
             k.position.put(i, j as i64, m);
             put_extra(&mut k.extra, i, &extra, m);
         }
-        k.source.fill(i0, count, SOURCE, m);
-        k.task_id.fill(i0, count, task_id, m);
-        k.file.fill(i0, count, cx.file, m);
-        k.task_position.fill(i0, count, cx.position, m);
-        k.kind.fill(i0, count, kind, m);
-        k.annotation_id.fill(i0, count, aid, m);
-        k.annotation_position.fill(i0, count, cx.apos, m);
+        k.link(i0, count, link, m);
         k.region_id.fill(i0, count, rid, m);
         k.result_position.fill(i0, count, rpos, m);
         k.n += count;
@@ -813,43 +790,59 @@ fn ts_col<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut TsCol, i: usize, ex
     Ok(())
 }
 
-fn int_col<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut I64Col, i: usize, extra: &mut Extra<'a>,
-               m: &mut Misuse) {
-    if let Some(v) = get(obj, key) {
+/// A column that takes a value of one JSON type (an int within 2**53 for int64, any number
+/// for float64, a bool, a string): the value of a key goes there, or else into `extra`.
+trait Typed {
+    fn accept(&mut self, i: usize, v: &V, m: &mut Misuse) -> bool;
+}
+
+impl Typed for I64Col {
+    fn accept(&mut self, i: usize, v: &V, m: &mut Misuse) -> bool {
         match v {
-            V::Int(n) if (-EXACT_INT..=EXACT_INT).contains(n) => col.put(i, *n, m),
-            _ => extra.keep(key, v),
+            V::Int(n) if (-EXACT_INT..=EXACT_INT).contains(n) => self.put(i, *n, m),
+            _ => return false,
         }
+        true
     }
 }
 
-fn num_col<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut F64Col, i: usize, extra: &mut Extra<'a>,
-               m: &mut Misuse) {
-    if let Some(v) = get(obj, key) {
-        match v {
-            V::Int(n) if (-EXACT_INT..=EXACT_INT).contains(n) => col.put(i, *n as f64, m),
-            V::Float(f) => col.put(i, *f, m),
-            _ => extra.keep(key, v),
-        }
+impl Typed for F64Col {
+    fn accept(&mut self, i: usize, v: &V, m: &mut Misuse) -> bool {
+        let x = match v {
+            V::Int(n) if (-EXACT_INT..=EXACT_INT).contains(n) => *n as f64,
+            V::Float(f) => *f,
+            _ => return false,
+        };
+        self.put(i, x, m);
+        true
     }
 }
 
-fn bool_col<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut BoolCol, i: usize, extra: &mut Extra<'a>,
-                m: &mut Misuse) {
-    if let Some(v) = get(obj, key) {
+impl Typed for BoolCol {
+    fn accept(&mut self, i: usize, v: &V, m: &mut Misuse) -> bool {
         match v {
-            V::Bool(b) => col.put(i, *b, m),
-            _ => extra.keep(key, v),
+            V::Bool(b) => self.put(i, *b, m),
+            _ => return false,
         }
+        true
     }
 }
 
-fn str_col<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut StrCol, i: usize, extra: &mut Extra<'a>,
-               m: &mut Misuse) {
-    if let Some(v) = get(obj, key) {
+impl Typed for StrCol {
+    fn accept(&mut self, i: usize, v: &V, m: &mut Misuse) -> bool {
         match v {
-            V::Str(s) => col.put(i, s, m),
-            _ => extra.keep(key, v),
+            V::Str(s) => self.put(i, s, m),
+            _ => return false,
+        }
+        true
+    }
+}
+
+fn typed<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut impl Typed, i: usize,
+             extra: &mut Extra<'a>, m: &mut Misuse) {
+    if let Some(v) = get(obj, key) {
+        if !col.accept(i, v, m) {
+            extra.keep(key, v);
         }
     }
 }

@@ -5,7 +5,56 @@ use crate::cols::*;
 use arrow_array::{ArrayRef, StructArray};
 use arrow_schema::{DataType, Field, Fields};
 
+/// What links a row to its task (`task_position` is the task's `position`) and, for the rows
+/// of an annotation's results, to that annotation.
+#[derive(Clone, Copy)]
+pub struct Link<'a> {
+    pub source: &'a str,
+    pub task_id: &'a str,
+    pub file: &'a str,
+    pub task_position: i64,
+    pub kind: &'a str,
+    pub annotation_id: &'a str,
+    pub annotation_position: i64,
+}
+
 macro_rules! table {
+    // the link columns, declared once: they lead the table, in stream/tables.py's order
+    ($name:ident links to task { $($rest:tt)* }) => {
+        table!($name {
+            source: StrCol = d(),
+            task_id: StrCol = d(),
+            file: StrCol = d(),
+            task_position: I64Col = d(),
+            kind: StrCol = d(),
+            $($rest)*
+        });
+        impl $name {
+            /// Rows i..i+count belong to the task of `l`.
+            pub fn link_task(&mut self, i: usize, count: usize, l: &Link, m: &mut Misuse) {
+                self.source.fill(i, count, l.source, m);
+                self.task_id.fill(i, count, l.task_id, m);
+                self.file.fill(i, count, l.file, m);
+                self.task_position.fill(i, count, l.task_position, m);
+                self.kind.fill(i, count, l.kind, m);
+            }
+        }
+    };
+    ($name:ident links to annotation { $($rest:tt)* }) => {
+        table!($name links to task {
+            annotation_id: StrCol = d(),
+            annotation_position: I64Col = d(),
+            $($rest)*
+        });
+        impl $name {
+            /// Rows i..i+count belong to the annotation of `l`.
+            pub fn link(&mut self, i: usize, count: usize, l: &Link, m: &mut Misuse) {
+                self.link_task(i, count, l, m);
+                self.annotation_id.fill(i, count, l.annotation_id, m);
+                self.annotation_position.fill(i, count, l.annotation_position, m);
+            }
+        }
+    };
     ($name:ident { $($field:ident : $ty:ty = $init:expr),* $(,)? }) => {
         pub struct $name {
             pub n: usize,
@@ -69,12 +118,7 @@ table!(Tasks {
     extra: StrCol = d(),
 });
 
-table!(Annotations {
-    source: StrCol = d(),
-    task_id: StrCol = d(),
-    file: StrCol = d(),
-    task_position: I64Col = d(),
-    kind: StrCol = d(),
+table!(Annotations links to task {
     position: I64Col = d(),
     annotation_id: StrCol = d(),
     form: StrCol = d(),
@@ -95,14 +139,7 @@ table!(Annotations {
     extra: StrCol = d(),
 });
 
-table!(Results {
-    source: StrCol = d(),
-    task_id: StrCol = d(),
-    file: StrCol = d(),
-    task_position: I64Col = d(),
-    kind: StrCol = d(),
-    annotation_id: StrCol = d(),
-    annotation_position: I64Col = d(),
+table!(Results links to annotation {
     position: I64Col = d(),
     region_id: StrCol = d(),
     from_name: StrCol = d(),
@@ -138,14 +175,7 @@ table!(Results {
     extra: StrCol = d(),
 });
 
-table!(Relations {
-    source: StrCol = d(),
-    task_id: StrCol = d(),
-    file: StrCol = d(),
-    task_position: I64Col = d(),
-    kind: StrCol = d(),
-    annotation_id: StrCol = d(),
-    annotation_position: I64Col = d(),
+table!(Relations links to annotation {
     position: I64Col = d(),
     from_id: StrCol = d(),
     to_id: StrCol = d(),
@@ -154,14 +184,7 @@ table!(Relations {
     extra: StrCol = d(),
 });
 
-table!(Keyframes {
-    source: StrCol = d(),
-    task_id: StrCol = d(),
-    file: StrCol = d(),
-    task_position: I64Col = d(),
-    kind: StrCol = d(),
-    annotation_id: StrCol = d(),
-    annotation_position: I64Col = d(),
+table!(Keyframes links to annotation {
     region_id: StrCol = d(),
     result_position: I64Col = d(),
     position: I64Col = d(),
