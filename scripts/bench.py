@@ -215,6 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dataloop-files", type=int, default=10_000, help="0 to skip")
     p.add_argument("--big-task", type=float, default=100, metavar="MB", help="0 to skip")
     p.add_argument("--no-sdk", action="store_true", help="leave out the Label Studio SDK")
+    p.add_argument("--case", action="append", metavar="NAME",
+                   help="measure only the export cases of this name, as the table prints it "
+                        "(repeatable; e.g. --case ijson --case 'duckdb results')")
     args = p.parse_args(argv)
     sizes = [s for s in args.size or [200 * 10 ** 6, 10 ** 9] if s]
     DATA.mkdir(exist_ok=True)
@@ -228,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
         generate(["--size", str(size), "--seed", "1", "-o", str(path)], path)
         actual = path.stat().st_size
         print(f"{path.name} ({actual / 1e6:,.0f} MB)", file=sys.stderr)
-        named = {n: (c, actual) for n, c in cases(path, scratch, sdk).items()}
+        named = {n: (c, actual) for n, c in cases(path, scratch, sdk).items()
+                 if not args.case or n in args.case}
         runs = run(named, args.repeat, scratch)
         table += [row(label(size), name, ms) for name, ms in runs.items()]
         targets = [("annostream 1 worker / ijson", "annostream 1 worker", "ijson", 1.5),
