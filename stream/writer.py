@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import write_atomic
+from .atomic import exchange, write_atomic
 from .errors import AnnostreamError, OutputError
 from .layout import CURRENT, GENERATION, MANIFEST, STATE, current
 from .tables import TABLES, Table
@@ -114,7 +114,9 @@ class OutputFolder:
 
     The previous generation stays for readers that resolved it (removed by the next run);
     generations of dead runs (no manifest: the run holding the folder's lock is this one)
-    are removed when a run starts. mode 'new' refuses a folder that already holds a
+    are removed when a run starts. A folder written before generations is first moved into
+    one, the old conversion readable under every name at every instant (`_migrate`).
+    mode 'new' refuses a folder that already holds a
     conversion, 'overwrite' replaces it, 'append' adds this run's parts to it.
     """
 
@@ -186,6 +188,7 @@ class OutputFolder:
             for part in (self.stage / t).glob("*.parquet"):
                 if f"{t}/{part.name}" not in parts:
                     part.unlink()
+        self._migrate()
         if self.mode == "append" and self.current is not None:
             for t in TABLES:
                 for part in sorted((self.current / t).glob("*.parquet")):
@@ -194,7 +197,6 @@ class OutputFolder:
         write_atomic(self.stage / MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False)
                                              + "\n").encode(), durable=True)
         failpoint("commit:manifest")
-        self._legacy_tables()
         for name in (*TABLES, MANIFEST):  # fixed links through `current` (made once)
             link = self.folder / name
             if not link.is_symlink():
@@ -206,16 +208,45 @@ class OutputFolder:
         self._clean(keep={self.stage.name} | ({self.current.name} if self.current else set()))
         failpoint("commit:cleaned")
 
-    def _legacy_tables(self) -> None:
-        """A folder written before generations holds real table folders: they move into a
-        generation of their own (once, not atomically: the only such step)."""
+    def _migrate(self) -> None:
+        """A folder written before generations (real table folders and manifest) becomes one
+        whose names are links through `current`, its content the old conversion at every
+        instant: the files are hard-linked into a generation of their own, `current` is made
+        to name it, then each real folder is swapped for its link in one step and removed,
+        the manifest last. A kill at any step leaves the old conversion under every name, and
+        the rerun goes on from there (`current` already names the complete generation)."""
         legacy = [n for n in (*TABLES, MANIFEST) if (self.folder / n).exists()
                   and not (self.folder / n).is_symlink()]
-        if legacy:
-            old = self.state / f"{GENERATION}legacy-{self.run_id}"
-            old.mkdir()
-            for n in legacy:
-                os.replace(self.folder / n, old / n)
+        if not legacy:
+            return
+        link = self.state / CURRENT
+        gen = link.resolve() if link.is_symlink() else self._legacy_generation()
+        for name in legacy:
+            target = f"{STATE}/{CURRENT}/{name}"
+            if name == MANIFEST:
+                _symlink(target, self.folder / name)  # a file: one rename replaces it
+            else:
+                _swap_for_link(self.folder / name, target)
+            failpoint("migrate:table")
+        self.current = gen
+
+    def _legacy_generation(self) -> Path:
+        """A generation holding the legacy folder's files (hard links), made current."""
+        gen = self.state / f"{GENERATION}legacy-{self.run_id}"
+        for t in TABLES:
+            (gen / t).mkdir(parents=True)
+            if (self.folder / t).is_dir():
+                for f in sorted((self.folder / t).iterdir()):  # parts, and anything else
+                    if f.is_dir():
+                        shutil.copytree(f, gen / t / f.name, copy_function=_link)
+                    else:
+                        _link(f, gen / t / f.name)
+        _link(self.folder / MANIFEST, gen / MANIFEST)  # last: the generation is complete
+        failpoint("migrate:generation")
+        _symlink(gen.name, self.state / CURRENT)
+        _fsync_dir(self.state)
+        failpoint("migrate:current")
+        return gen
 
     def _clean(self, keep: set[str]) -> None:
         """Remove the generations not in `keep` that no reader can be using: all but the
@@ -231,6 +262,12 @@ class OutputFolder:
                 shutil.rmtree(d, ignore_errors=True)
         for d in self.folder.glob(".annostream-tmp-*"):  # stages of older versions
             shutil.rmtree(d, ignore_errors=True)
+        for name in (*TABLES, MANIFEST):  # a link not yet renamed into place, a legacy folder
+            for d in self.folder.glob(f".{name}.*"):  # swapped out (see _swap_for_link)
+                if d.is_dir() and not d.is_symlink():
+                    shutil.rmtree(d, ignore_errors=True)
+                else:
+                    d.unlink(missing_ok=True)
         for f in self.state.glob(f".{CURRENT}.*"):  # a switch that died before its rename
             f.unlink(missing_ok=True)
 
@@ -269,7 +306,22 @@ def _symlink(target: str, link: Path) -> None:
         raise
 
 
-def _link(src: Path, dest: Path) -> None:
+def _swap_for_link(folder: Path, target: str) -> None:
+    """A real folder replaced by a symlink to `target`: in one step where the system can
+    swap two names (renameat2), else by two renames (between them the name is missing for an
+    instant: a reader fails, never mixes); the old folder is then removed."""
+    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}")
+    os.symlink(target, tmp)
+    if not exchange(tmp, folder):
+        old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}")
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        tmp = old
+    failpoint("migrate:swapped")
+    shutil.rmtree(tmp)
+
+
+def _link(src: str | os.PathLike, dest: str | os.PathLike) -> None:
     """A hard link (a copy where the file system has none)."""
     try:
         os.link(src, dest)

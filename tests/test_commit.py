@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import duckdb
 import pytest
 from helpers import ROOT, SAMPLES, leftovers, read_tables, run_cli
 
+from stream.atomic import exchange
 from stream.tables import TABLES
 from stream.writer import STATE
 
@@ -251,3 +253,63 @@ def test_a_failed_run_removes_the_folders_it_created(tmp_path):
     r = run_cli("convert", str(bad), "-o", str(tmp_path / "new" / "deeper" / "out"))
     assert r.returncode == 2
     assert not (tmp_path / "new").exists()
+
+
+# -- a folder written before generations: moved into one, atomically ----------------------------
+MIGRATE_STEPS = ["migrate:generation", "migrate:current", "migrate:swapped", "migrate:table",
+                 "commit:manifest", "commit:switched"]
+
+
+def legacy_folder(tmp_path: Path, out: Path) -> None:
+    """`out` as an annostream without generations wrote it: real table folders of part files
+    and a real manifest (the files of a conversion of OLD, copied)."""
+    ref = tmp_path / "ref-legacy"
+    assert run_cli("convert", str(OLD), "-o", str(ref), "-q").returncode == 0
+    out.mkdir()
+    for name in (*TABLES, "_manifest.json"):
+        src = (ref / name).resolve()
+        if src.is_dir():
+            shutil.copytree(src, out / name)
+        else:
+            shutil.copy(src, out / name)
+
+
+def test_a_legacy_folder_reads_as_the_old_conversion(tmp_path, states):
+    out = tmp_path / "out"
+    legacy_folder(tmp_path, out)
+    assert not (out / STATE).exists() and not (out / "tasks").is_symlink()
+    assert counts_by_query(out) == counts_by_glob(out) == states["old"]
+
+
+@pytest.mark.parametrize("step", MIGRATE_STEPS)
+@pytest.mark.parametrize("mode", ["overwrite", "append"])
+def test_a_kill_at_any_migration_step_leaves_old_or_new(tmp_path, states, mode, step):
+    out = tmp_path / "out"
+    legacy_folder(tmp_path, out)
+    after = states["both"] if mode == "append" else states["new"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ANNOSTREAM_FAILPOINT=step)
+    killed = subprocess.run([sys.executable, "-m", "stream", "convert", str(NEW), "-o", str(out),
+                             "-q", *FLAGS[mode]], env=env, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    seen = {counts_by_query(out), counts_by_glob(out)}
+    assert seen == ({after} if step == "commit:switched" else {states["old"]}), seen
+    if step != "commit:switched":  # every table of the old conversion under its own name
+        old = read_tables(out)
+        assert {t: old[t].num_rows for t in TABLES} == dict(zip(TABLES, states["old"]))
+    if step != "commit:switched":  # else the killed run had completed: nothing to rerun
+        r = run_cli("convert", str(NEW), "-o", str(out), "-q", *FLAGS[mode])
+        assert r.returncode == 0, r.stderr.decode()
+    assert counts_by_query(out) == counts_by_glob(out) == after
+    assert all((out / n).is_symlink() for n in (*TABLES, "_manifest.json"))
+    assert sorted(p.name for p in out.iterdir()) == sorted([STATE, *TABLES, "_manifest.json"])
+    gens = [p.name for p in (out / STATE).iterdir() if p.name.startswith("gen-")]
+    assert len(gens) <= 2 and len(list((out / STATE).iterdir())) == len(gens) + 1, gens
+
+
+def test_exchange_swaps_a_folder_and_a_link(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_text("x")
+    os.symlink("elsewhere", tmp_path / "l")
+    assert exchange(tmp_path / "l", tmp_path / "d")  # ext4 and tmpfs can
+    assert os.readlink(tmp_path / "d") == "elsewhere"
+    assert (tmp_path / "l" / "f").read_text() == "x" and not (tmp_path / "l").is_symlink()
