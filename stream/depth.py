@@ -8,6 +8,10 @@ the depth of every byte is counted before a parser sees it, and input deeper tha
 Counting ignores brackets inside strings. It is vectorised (escapes removed by one regex,
 everything but quotes and brackets deleted by `bytes.translate`, then running sums in Arrow),
 so it costs a fraction of parsing; the exact byte is found by a token loop only on failure.
+
+The bytes ijson reads are also checked for integers longer than DIGITS: ijson's C backend
+crashes the process (a segmentation fault) on an integer Python will not convert from text,
+and converting one that long takes time quadratic in its digits. Such an integer is bad input.
 """
 from __future__ import annotations
 
@@ -26,6 +30,12 @@ _NOT_SYNTAX = bytes(b for b in range(256) if b not in b'[]{}"')  # deleted by tr
 _STEP = bytes.maketrans(b'[{]}"', b"\x01\x01\xff\xff\x00")  # as int8: +1, -1, 0
 _TOKENS = re.compile(rb'\\.|["\[\]{}]', re.S)
 
+DIGITS = 4300  # Python's limit for int text (sys.get_int_max_str_digits() by default)
+_DIGIT_CHARS = b"0123456789"
+_AS_ONES = bytes(0x31 if b in _DIGIT_CHARS else 0x30 for b in range(256))  # digit: '1'
+_LONG = b"1" * (DIGITS + 1)
+_NOT_INTEGER = (b".", b"e", b"E", b"+")  # before digits: a fraction or an exponent
+
 
 class TooDeep(Exception):
     """The input nests deeper than the limit at byte `offset` (of the stream)."""
@@ -33,6 +43,14 @@ class TooDeep(Exception):
     def __init__(self, offset: int, limit: int) -> None:
         super().__init__(f"nested deeper than {limit} levels (the limit; see --max-depth)")
         self.offset, self.limit = offset, limit
+
+
+class TooLong(TooDeep):
+    """An integer longer than DIGITS digits starts at byte `offset` (of the stream)."""
+
+    def __init__(self, offset: int) -> None:
+        Exception.__init__(self, f"an integer of more than {DIGITS} digits (the limit)")
+        self.offset, self.limit = offset, DIGITS
 
 
 def check_limit(limit: int) -> int:
@@ -106,17 +124,93 @@ def too_deep(data: bytes, limit: int, depth: int = 0) -> int:
     return Depth(limit, depth).feed(data)
 
 
+class Integers:
+    """Finds an integer longer than DIGITS in a byte stream fed piece by piece (digits in
+    strings, fractions and exponents are not integers). Linear: a translate and a search per
+    piece; the string state at a long run is found by a token loop only when there is one."""
+
+    def __init__(self) -> None:
+        self.run = 0  # digits the bytes fed so far end with
+        self.integer = False  # whether that run is an integer (outside strings, no fraction)
+        self.tail = b""  # the two bytes before it
+
+    def feed(self, data: bytes, in_string: bool, start: int, end_in_string: bool | None
+             ) -> int | None:
+        """Index in `data` of the first digit of a too long integer (negative: it began in
+        an earlier piece), or None. `in_string`, `start`: the string state at `data`'s start
+        and its first byte not escaped (see Depth); `end_in_string`: the state at its end
+        (None: a run to the end of `data` is judged as it stands, as at the end of input)."""
+        lead = len(data) - len(data.lstrip(_DIGIT_CHARS))
+        if self.run:  # the run the last piece ended with goes on
+            if lead == len(data) and end_in_string is not None:
+                self.run += lead
+                return None
+            if self.integer and self.run + lead > DIGITS and (
+                    data[lead:lead + 1] not in (b".", b"e", b"E")):
+                return -self.run
+        t = data.translate(_AS_ONES)
+        i = t.find(_LONG, lead if self.run else 0)
+        scan = start
+        while i >= 0:
+            end = t.find(b"0", i)
+            end = len(data) if end < 0 else end
+            for m in _TOKENS.finditer(data, scan, i):
+                if data[m.start()] == 0x22:
+                    in_string = not in_string
+            scan = i
+            if not in_string and _integer(self._before(data, i)) and (
+                    end == len(data) and end_in_string is None
+                    or data[end:end + 1] not in (b"", b".", b"e", b"E")):
+                return i
+            i = t.find(_LONG, end)
+        self._ended(data, lead, end_in_string)
+        return None
+
+    def at_end(self) -> int | None:
+        """At the end of the input: minus the length of a too long integer it ends with."""
+        return -self.run if self.integer and self.run > DIGITS else None
+
+    def _ended(self, data: bytes, lead: int, end_in_string: bool | None) -> None:
+        """The run `data` ends with, carried to the next piece."""
+        trail = len(data) - len(data.rstrip(_DIGIT_CHARS))
+        if trail == len(data) and self.run:
+            self.run += trail
+            return
+        before = self._before(data, len(data) - trail)
+        self.run, self.tail = trail, self._before(data, len(data))
+        self.integer = bool(trail) and end_in_string is False and _integer(before)
+
+    def _before(self, data: bytes, i: int) -> bytes:
+        """The two bytes before `data[i]` (from the pieces before it too)."""
+        return data[i - 2:i] if i >= 2 else (self.tail + data[:i])[-2:]
+
+
+def _integer(before: bytes) -> bool:
+    """Whether digits after `before` (the two bytes before them) start an integer."""
+    return before[-1:] not in _NOT_INTEGER and not (
+        before[-1:] == b"-" and before[-2:-1] in (b"e", b"E"))
+
+
+def long_integer(data: bytes) -> int:
+    """Index of the first digit of an integer longer than DIGITS in a whole value or a
+    prefix (one running to its end counts), or -1."""
+    hit = Integers().feed(data, False, 0, None)
+    return -1 if hit is None else hit
+
+
 class Limited:
     """A read function whose bytes are depth-checked before the parser gets them.
 
     The bytes before the first too-deep one are handed out, so that a parser yields every
-    value before it; the next read raises TooDeep (and so does every read after it).
+    value before it; the next read raises TooDeep (and so does every read after it). So for
+    an integer longer than DIGITS (TooLong), once its end is seen.
     `offset` is the stream offset of the first byte this reader hands out.
     """
 
     def __init__(self, read: Callable[[int], bytes], limit: int = MAX_DEPTH, offset: int = 0,
                  depth: int = 0) -> None:
         self._read, self._depth, self._at = read, Depth(limit, depth), offset
+        self._integers = Integers()
         self._error: TooDeep | None = None
 
     @property
@@ -128,9 +222,20 @@ class Limited:
         if self._error is not None:
             raise self._error
         data = self._read(n)
-        hit = self._depth.feed(data) if data else -1
-        if hit >= 0:
-            self._error = TooDeep(self._at + hit, self._depth.limit)
+        if not data:  # a parser would convert an integer it ends with now
+            long = self._integers.at_end()
+            if long is not None:
+                self._error = TooLong(self._at + long)
+                raise self._error
+            return data
+        in_string, start = self._depth.in_string, int(self._depth.escape)
+        hit = self._depth.feed(data)
+        error: TooDeep | None = TooDeep(self._at + hit, self._depth.limit) if hit >= 0 else None
+        long = self._integers.feed(data, in_string, start, self._depth.in_string)
+        if long is not None and (hit < 0 or long < hit):
+            hit, error = max(long, 0), TooLong(self._at + long)
+        if error is not None:
+            self._error = error
             data = data[:hit]
             if not data:  # an empty read would read as the end of the input
                 raise self._error

@@ -21,7 +21,7 @@ import pytest
 from helpers import ROOT, TASKS, array, check_one_line, leftovers, read_tables, run_cli, task_start
 
 from stream import convert
-from stream.depth import MAX_DEPTH, Depth
+from stream.depth import DIGITS, HIGHEST_DEPTH, MAX_DEPTH, Depth, Limited, TooLong, long_integer
 from stream.elements import MAX_PENDING, ArrayItems
 from stream.errors import InputError
 
@@ -362,3 +362,111 @@ def test_a_number_decimal_cannot_hold_is_one_line_not_a_traceback(tmp_path):
     r = run_cli("convert", str(path), "-o", str(tmp_path / "out"))
     assert r.returncode == 2
     check_one_line(r.stderr, path, 1, "invalid JSON: a malformed number")
+
+
+# -- integers too long to convert -----------------------------------------------------------------
+def plain_long_integer(data: bytes) -> tuple[int, int]:
+    """The definition, byte by byte: the start of the first run of more than DIGITS digits
+    outside strings, not after `.`, `e`, `E`, `+` or `e-`, and not followed by `.`, `e`, `E`
+    (or -1); and where a backslash outside strings stops every parser (or -1), after which
+    any answer will do."""
+    in_string, escaped, i = False, False, 0
+    while i < len(data):
+        c = data[i]
+        if escaped:
+            escaped = False
+        elif in_string:
+            escaped, in_string = c == 0x5C, c != 0x22
+        elif c == 0x5C:
+            return -1, i
+        elif c == 0x22:
+            in_string = True
+        elif 0x30 <= c <= 0x39:
+            end = i
+            while end < len(data) and 0x30 <= data[end] <= 0x39:
+                end += 1
+            before, after = data[max(0, i - 2):i], data[end:end + 1]
+            fraction = before[-1:] in (b".", b"e", b"E", b"+") or before in (b"e-", b"E-")
+            if end - i > DIGITS and not fraction and after not in (b".", b"e", b"E"):
+                return i, -1
+            i = end
+            continue
+        i += 1
+    return -1, -1
+
+
+def test_integer_length_check_agrees_with_a_byte_loop():
+    """The translate-and-search check against the plain definition, on random inputs fed in
+    random pieces (through Limited, as ijson reads them)."""
+    import random
+    rng = random.Random(11)
+    parts = [b'"', b"\\", b"1" * DIGITS, b"2" * (DIGITS + 1), b"3" * 5000, b"4", b".", b"e",
+             b"-", b"+", b",", b" ", b"x"]
+    for _ in range(400):
+        data = b"".join(rng.choice(parts) for _ in range(rng.randint(0, 12)))
+        cuts = sorted(rng.sample(range(len(data) + 1), min(4, len(data) + 1)))
+        pieces = iter([data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])])
+        lim, got = Limited(lambda n, p=pieces: next(p, b""), limit=HIGHEST_DEPTH), -1
+        try:
+            while lim.read(1 << 16):
+                pass
+        except TooLong as exc:
+            got = exc.offset
+        want, stop = plain_long_integer(data)
+        if stop < 0:
+            assert got == long_integer(data + b" ") == want, data[:40]
+        else:
+            assert got < 0 or got >= stop
+
+
+@pytest.mark.parametrize("engine", ["core", "python"])
+@pytest.mark.parametrize("shape", ["array", "object", "ndjson", "odd_first", "dataloop"])
+def test_an_integer_too_long_to_convert_is_one_line(tmp_path, monkeypatch, engine, shape):
+    """ijson's C backend crashed the process (SIGSEGV) on an integer of more than 4300 digits;
+    msgspec and the core refuse one. Both engines give the same line; DIGITS digits convert."""
+    monkeypatch.setenv("ANNOSTREAM_ENGINE", engine)
+    long = "7" * (DIGITS + 1)
+    task = '{"id": 1, "data": {"x": %s}}'
+    data = {"array": f"[{task % 1}, {task % long}]", "object": task % long,
+            "ndjson": f"{task % 1}\n{task % long}\n",
+            "odd_first": f'[{{"data": {{}}}}, {task % long}]',
+            "dataloop": '[{"id": "a", "filename": "/a.jpg", "annotations": [], "metadata": '
+                        f'{{"n": {long}}}}}]'}[shape]
+    path = tmp_path / "long.json"
+    path.write_text(data)
+    r = run_cli("convert", str(path), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2, r.stderr.decode()
+    position = {"array": 1, "ndjson": 1, "odd_first": 1}.get(shape, 0)
+    line = check_one_line(r.stderr, path, position, f"an integer of more than {DIGITS} digits")
+    assert f"(near byte {data.index(long)})" in line, line
+    assert leftovers(tmp_path / "out") == []
+    path.write_text(data.replace(long, long[1:]))  # the longest integer taken: exactly back
+    r = run_cli("convert", str(path), "-o", str(tmp_path / "ok"), "-q")
+    assert r.returncode == 0, r.stderr.decode()
+    r = run_cli("export", str(tmp_path / "ok"), "-o", str(tmp_path / "back.json"), "-q")
+    assert r.returncode == 0, r.stderr.decode()
+    lines = shape == "ndjson"
+    back = (tmp_path / "back.json").read_text()
+    want = path.read_text()
+    assert ([exact(x) for x in back.splitlines()] if lines else exact(back)) == (
+        [exact(x) for x in want.splitlines()] if lines else exact(want))
+
+
+@pytest.mark.parametrize("engine", ["core", "python"])
+def test_ids_that_are_not_canonical_ints_are_kept_as_text(tmp_path, monkeypatch, engine):
+    """`"--5"` raised ValueError (a traceback); `"-0"`, `"007"`, a 5000-digit id and `"-12"`
+    (a canonical int as text: its original is kept) all come back exactly."""
+    monkeypatch.setenv("ANNOSTREAM_ENGINE", engine)
+    ids = ["--5", "-0", "007", "9" * 5000, "-12", "+3", "1e3", "٣"]
+    tasks = [{"id": i, "data": {}, "annotations": [{"id": i, "result": [
+        {"id": i, "type": "choices", "from_name": "c", "to_name": "t",
+         "value": {"choices": ["a"]}}]}]} for i in ids]
+    path = tmp_path / "ids.json"
+    path.write_text(json.dumps(tasks))
+    out = tmp_path / "out"
+    r = run_cli("convert", str(path), "-o", str(out), "-q")
+    assert r.returncode == 0, r.stderr.decode()
+    assert read_tables(out)["tasks"]["task_id"].to_pylist() == ids
+    r = run_cli("export", str(out), "-o", str(tmp_path / "back.json"), "-q")
+    assert r.returncode == 0, r.stderr.decode()
+    assert json.loads((tmp_path / "back.json").read_text()) == tasks

@@ -16,7 +16,7 @@ from typing import Any
 import ijson
 
 from ..buffers import TableBuffers
-from ..depth import MAX_DEPTH, Limited, TooDeep, too_deep
+from ..depth import MAX_DEPTH, Limited, TooDeep, long_integer, too_deep
 from ..elements import ArrayItems
 from ..errors import InputError, TaskError
 from ..numbers import items
@@ -149,15 +149,16 @@ def _texts_follow(head: bytes) -> bool:
 def sniff(reader: InputStream, limit: int = MAX_DEPTH) -> Plan | None:
     """The plan for an input, from its first bytes; None when it is not JSON at all.
 
-    The peek is cut before its first byte nested deeper than `limit`: the sniffing parsers
-    never see more depth than the real parse will (which reports it)."""
+    The peek is cut before its first byte nested deeper than `limit` or its first integer
+    too long to convert (stream/depth.py): the sniffing parsers never see what the real parse
+    reports."""
     head = reader.peek(PEEK)
     if head.startswith(BOM):
         reader.read(len(BOM))
         head = head[len(BOM):]
-    deep = too_deep(head, limit)
-    if deep >= 0:
-        head = head[:deep]
+    cut = [i for i in (too_deep(head, limit), long_integer(head)) if i >= 0]
+    if cut:
+        head = head[:min(cut)]
     first = head.lstrip(WHITESPACE)[:1]
     if first == b"[":
         item_keys = {k for k, _ in _first_keys(head, "item", stop=DECISIVE_KEYS)}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeGuard
 
+from ..depth import DIGITS
 from ..numbers import dumps as dumps  # the readers' JSON text
 from ..numbers import loads
 
@@ -74,8 +75,14 @@ def id_fit(v: Any, int_default: bool) -> tuple[str | None, bool]:
     return None, True
 
 
+_CANONICAL_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+
+
 def _canonical_int(s: str) -> bool:
-    return s.isascii() and s.lstrip("-").isdigit() and str(int(s)) == s
+    """Whether `s` is an int as JSON writes it ("-0" is not: it reads back as 0), short
+    enough for Python to convert (DIGITS)."""
+    return (len(s) - s.startswith("-") <= DIGITS and s != "-0"
+            and _CANONICAL_INT.fullmatch(s) is not None)
 
 
 def restore_id(text: str, int_default: bool) -> Any:
