@@ -12,6 +12,8 @@ so it costs a fraction of parsing; the exact byte is found by a token loop only 
 The bytes ijson reads are also checked for integers longer than DIGITS: ijson's C backend
 crashes the process (a segmentation fault) on an integer Python will not convert from text,
 and converting one that long takes time quadratic in its digits. Such an integer is bad input.
+So is a vertical tab or a form feed, which yajl alone takes for whitespace (the fast readers
+reject them: the same input must not convert on one path and fail on another).
 """
 from __future__ import annotations
 
@@ -43,6 +45,16 @@ class TooDeep(Exception):
     def __init__(self, offset: int, limit: int) -> None:
         super().__init__(f"nested deeper than {limit} levels (the limit; see --max-depth)")
         self.offset, self.limit = offset, limit
+
+
+class Control(TooDeep):
+    """A vertical tab or form feed at byte `offset`: never JSON (not whitespace, and not
+    allowed unescaped in a string), yet ijson's yajl takes it for whitespace."""
+
+    def __init__(self, offset: int, byte: int) -> None:
+        Exception.__init__(self, f"invalid JSON: control character 0x{byte:02x} (neither "
+                                 "JSON whitespace nor allowed unescaped in a string)")
+        self.offset, self.limit = offset, 0
 
 
 class TooLong(TooDeep):
@@ -203,7 +215,8 @@ class Limited:
 
     The bytes before the first too-deep one are handed out, so that a parser yields every
     value before it; the next read raises TooDeep (and so does every read after it). So for
-    an integer longer than DIGITS (TooLong), once its end is seen.
+    an integer longer than DIGITS (TooLong), once its end is seen, and a vertical tab or form
+    feed (Control).
     `offset` is the stream offset of the first byte this reader hands out.
     """
 
@@ -229,13 +242,18 @@ class Limited:
                 raise self._error
             return data
         in_string, start = self._depth.in_string, int(self._depth.escape)
+        hits: list[tuple[int, TooDeep]] = []
         hit = self._depth.feed(data)
-        error: TooDeep | None = TooDeep(self._at + hit, self._depth.limit) if hit >= 0 else None
+        if hit >= 0:
+            hits.append((hit, TooDeep(self._at + hit, self._depth.limit)))
         long = self._integers.feed(data, in_string, start, self._depth.in_string)
-        if long is not None and (hit < 0 or long < hit):
-            hit, error = max(long, 0), TooLong(self._at + long)
-        if error is not None:
-            self._error = error
+        if long is not None:
+            hits.append((max(long, 0), TooLong(self._at + long)))
+        for c in (0x0B, 0x0C):
+            if (at := data.find(c)) >= 0:
+                hits.append((at, Control(self._at + at, c)))
+        if hits:
+            hit, self._error = min(hits, key=lambda h: h[0])
             data = data[:hit]
             if not data:  # an empty read would read as the end of the input
                 raise self._error

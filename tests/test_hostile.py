@@ -18,7 +18,17 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
-from helpers import ROOT, TASKS, array, check_one_line, leftovers, read_tables, run_cli, task_start
+from helpers import (
+    ROOT,
+    SAMPLES,
+    TASKS,
+    array,
+    check_one_line,
+    leftovers,
+    read_tables,
+    run_cli,
+    task_start,
+)
 
 from stream import convert
 from stream.depth import DIGITS, HIGHEST_DEPTH, MAX_DEPTH, Depth, Limited, TooLong, long_integer
@@ -470,3 +480,31 @@ def test_ids_that_are_not_canonical_ints_are_kept_as_text(tmp_path, monkeypatch,
     r = run_cli("export", str(out), "-o", str(tmp_path / "back.json"), "-q")
     assert r.returncode == 0, r.stderr.decode()
     assert json.loads((tmp_path / "back.json").read_text()) == tasks
+
+
+@pytest.mark.parametrize("engine", ["core", "python"])
+@pytest.mark.parametrize("shape", ["array", "ndjson", "dataloop", "in_string"])
+@pytest.mark.parametrize("byte", [b"\x0b", b"\x0c"])
+def test_a_vertical_tab_or_form_feed_is_bad_input(tmp_path, monkeypatch, engine, shape, byte):
+    """Found by scripts/fuzz.py (seed 2026, mutant 4411): yajl takes \\v and \\f for whitespace,
+    so a Dataloop file with one between two elements converted though it is not JSON (the
+    json module, msgspec and the core reject it)."""
+    monkeypatch.setenv("ANNOSTREAM_ENGINE", engine)
+    one = json.dumps(TASKS[0]).encode()
+    data, task = {
+        "array": (b"[" + one + b"," + byte + one + b"]", 1),
+        "ndjson": (one + b"\n" + byte + one + b"\n", 1),
+        "dataloop": ((SAMPLES / "dataloop" / "text_classification.json").read_bytes().replace(
+            b"},\n    {", b"}," + byte + b"    {", 1), None),
+        "in_string": (b"[" + one + b"," + one.replace(b'"data"', b'"da' + byte + b'ta"') + b"]",
+                      1)}[shape]
+    text = data.replace(byte, b" ").decode()  # JSON but for that byte
+    for doc in text.splitlines() if shape == "ndjson" else [text]:
+        json.loads(doc)
+    path = tmp_path / "ctl.json"
+    path.write_bytes(data)
+    r = run_cli("convert", str(path), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2, r.stderr.decode()
+    line = check_one_line(r.stderr, path, task, f"control character 0x{byte[0]:02x}")
+    assert f"near byte {data.index(byte)})" in line, line
+    assert leftovers(tmp_path / "out") == []
