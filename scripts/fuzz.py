@@ -161,6 +161,7 @@ def _child(path: Path, work: Path, cap: int) -> int:
         if code != 0:
             return code
         summary = json.loads((work / "out" / "_manifest.json").read_text())
+        (work / "engine").write_text(json.dumps(summary.get("engine", {})))
         if summary["rows"]["tasks"] == 0:  # a Dataloop manifest: nothing to give back
             return 0 if "dataloop/manifest" in summary["inputs"][0]["formats"] else 10
         code = _cli(["export", str(work / "out"), "-o", str(work / "back") + "/", "-q"])
@@ -186,7 +187,8 @@ def _child(path: Path, work: Path, cap: int) -> int:
 
 def run_one(data: bytes, name: str, work: Path, cap_mb: int = CAP_MB,
             timeout: float = TIMEOUT) -> tuple[str, str]:
-    """(outcome, stderr) of one input: converted and exported in a forked child."""
+    """(outcome, stderr) of one input: converted and exported in a forked child (which
+    leaves the manifest's tasks per engine in `work/engine` when it converted)."""
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -244,6 +246,7 @@ def run(seed: int, mutants: int | None = None, seconds: float | None = None,
     samples = seeds()
     others = [d for _, d in samples]
     counts: Counter = Counter()
+    engines: Counter = Counter()  # tasks converted by each engine, over the accepted mutants
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="annostream-fuzz-") as tmp:
         work = Path(tmp) / "run"
@@ -254,6 +257,8 @@ def run(seed: int, mutants: int | None = None, seconds: float | None = None,
             mutant = mutate(rng, data, others)
             outcome, err = run_one(mutant, name, work, cap_mb)
             counts[outcome] += 1
+            if (work / "engine").exists():
+                engines.update(json.loads((work / "engine").read_text()))
             if outcome in FINDINGS:
                 if keep is not None:
                     keep.mkdir(parents=True, exist_ok=True)
@@ -265,6 +270,8 @@ def run(seed: int, mutants: int | None = None, seconds: float | None = None,
             i += 1
             if echo and i % 500 == 0:
                 echo(f"{i} mutants, {time.monotonic() - start:.0f}s: {dict(counts)}")
+    if echo:
+        echo(f"tasks converted per engine: {dict(engines)}")
     return counts
 
 
