@@ -172,6 +172,39 @@ def test_one_pretty_task_of_many_feeds_same_tables(tmp_path):
     manifest, tables = both([path], tmp_path)
     assert manifest["engine"]["core"] == 3
     assert json.loads(tables["results"]["value"][0].as_py())["rle"] == rle
+ODD_LISTS = {  # value key: (the value, the typed column it would fill)
+    "labels": ("abc", "labels"), "rectanglelabels": ("dog", "labels"),
+    "labels_numbers": ([1, 2], "labels"), "labels_bool": ([True], "labels"),
+    "labels_object": ({"a": ["b"]}, "labels"), "labels_nested": ([["a"]], "labels"),
+    "choices": ("xyz", "choices"), "choices_number": (["a", 3], "choices"),
+    "choices_path_number": ([["a", 1]], "choices"), "choices_path_null": ([["a", None]], "choices"),
+    "choices_path_bool": ([["a", True]], "choices"), "text": ([1, "a"], "texts"),
+    "text_object": ([{"t": "a"}], "texts"), "points": ("abc", "points"),
+    "points_bool": ([[True, 1.0]], "points"), "points_flat": ([1.0, 2.0], "points"),
+    "points_text": ([["1", "2"]], "points"), "points_big": ([[2 ** 60, 1]], "points"),
+}
+
+
+def test_lists_of_an_unexpected_shape_leave_the_column_null(tmp_path):
+    """A string where a list of strings is expected was split into its characters by pyarrow
+    (`labels: "abc"` gave ['a', 'b', 'c']); booleans in points became 1.0; a taxonomy path
+    with a number or a null became "a > 1", "a > None". Every such value leaves its typed
+    column null and stays exactly in `value`, with both engines alike."""
+    results = []
+    for name, (value, _) in ODD_LISTS.items():
+        key = name.split("_")[0]
+        typ = key if key.endswith("labels") else {"text": "textarea", "points": "polygon",
+                                                   "labels": "labels"}.get(key, key)
+        results.append({"id": name, "type": typ, "from_name": "f", "to_name": "t",
+                        "value": {key: value}})
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps([{"id": 1, "data": {}, "annotations": [
+        {"id": 1, "result": results}]}]))
+    _, tables = both([path], tmp_path)
+    got = {r["region_id"]: r for r in rows(tables["results"])}
+    for name, (value, column) in ODD_LISTS.items():
+        assert got[name][column] is None, (name, got[name][column])
+        assert got[name]["value"] == {name.split("_")[0]: value}, name
 
 
 @pytest.mark.parametrize("name", BAD)

@@ -132,6 +132,29 @@ def str_list(v: Any) -> list[str] | None:
     return None
 
 
+def str_items(v: Any) -> list[str | None] | None:
+    """A list of strings (nulls allowed) as is, for a list-of-strings column; None for any
+    other shape (a string, which pyarrow would split into its characters, a number, an
+    object, a list holding one): the typed column stays null, the value whole in its JSON
+    column."""
+    if type(v) is list and all(x is None or type(x) is str for x in v):
+        return v
+    return None
+
+
+def point_rows(v: Any) -> list[list[float]] | None:
+    """A list of lists of numbers (points) as is, for a points column; None for any other
+    shape (booleans, which pyarrow would make 1.0 and 0.0, and ints a double cannot hold
+    included), as `str_items`."""
+    if type(v) is not list:
+        return None
+    for row in v:
+        if type(row) is not list or not all(
+                type(x) is float or type(x) is int and -EXACT_INT <= x <= EXACT_INT for x in row):
+            return None
+    return v
+
+
 def child_list(obj: dict, key: str, cols: dict, i: int, extra: dict) -> list | None:
     """The list under `key` whose items become child rows (noted in `list_keys`); any other
     value stays in `extra` as it is."""

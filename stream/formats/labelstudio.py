@@ -35,11 +35,13 @@ from .common import (
     jtype,
     load_cell,
     plain_object,
+    point_rows,
     restore_id,
     restore_plain,
     restore_times,
     row_extra,
     set_link,
+    str_items,
     str_list,
 )
 
@@ -88,6 +90,21 @@ RELATION_KNOWN = _known(RELATION_PLAIN, frozenset({"labels", "type"}))  # type i
 KEYFRAME_KNOWN = _known(KEYFRAME_PLAIN, frozenset())
 GEOMETRY_KEYS = frozenset(GEOMETRY) | {"points"}
 TIME_TYPES = frozenset({"timeserieslabels"})
+
+
+def _choices(ch: list) -> list[str | None] | None:
+    """Choices as they are, a taxonomy path (a list of strings) joined with ' > '; None (the
+    column null) when an item is of another shape (see `str_items`)."""
+    out = []
+    for x in ch:
+        if type(x) is list:
+            if str_items(x) is None or None in x:
+                return None
+            x = " > ".join(x)
+        elif x is not None and type(x) is not str:
+            return None
+        out.append(x)
+    return out
 
 
 class LabelStudio:
@@ -250,19 +267,21 @@ class LabelStudio:
         if labels is None:
             labels = v.get("labels")
         if labels is not None:
-            c["labels"][i] = labels
+            c["labels"][i] = str_items(labels)
         ch = v.get("choices")
         if ch is None:
             ch = v.get("taxonomy")
         if type(ch) is list:
-            c["choices"][i] = [" > ".join(map(str, x)) if type(x) is list else x for x in ch]
+            c["choices"][i] = _choices(ch)
         tx = v.get("text")
-        if tx is not None:
-            c["texts" if type(tx) is list else "text"][i] = tx
+        if type(tx) is list:
+            c["texts"][i] = str_items(tx)
+        elif tx is not None:
+            c["text"][i] = tx
         geo = GEOMETRY_KEYS.intersection(v)
         if geo:
             for key in geo:
-                c[key][i] = v[key]
+                c[key][i] = point_rows(v[key]) if key == "points" else v[key]
             c["unit"][i] = "percent"
         if "start" in v:
             self._span(v, typ, r, i)
