@@ -300,6 +300,7 @@ def _symlink(target: str, link: Path) -> None:
     tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}")
     os.symlink(target, tmp)
     try:
+        failpoint("symlink:made")  # a kill here leaves `tmp`: the next run removes it
         os.replace(tmp, link)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -27,7 +27,7 @@ from stream.writer import STATE
 
 OLD = SAMPLES / "labelstudio" / "classification.json"
 NEW = SAMPLES / "labelstudio" / "image_regions.json"
-STEPS = ["commit:start", "commit:linking", "commit:manifest", "commit:links",
+STEPS = ["commit:start", "commit:linking", "commit:manifest", "symlink:made", "commit:links",
          "commit:switched", "commit:cleaned"]
 FLAGS = {"new": [], "overwrite": ["--overwrite"], "append": ["--append"]}
 
@@ -96,8 +96,16 @@ def test_a_kill_at_any_commit_step_leaves_old_or_new(tmp_path, states, mode, ste
         r = run_cli("convert", str(NEW), "-o", str(out), "-q", *FLAGS[mode])  # the rerun
         assert r.returncode == 0, r.stderr.decode()
     assert counts_by_query(out) == counts_by_glob(out) == after
+    assert_no_leftovers(out)
+
+
+def assert_no_leftovers(out: Path) -> None:
+    """Nothing but the tables' links, the manifest's and the state folder, which holds the
+    current generation, the one it replaced and the link: no hidden link or folder a killed
+    run left."""
+    assert sorted(p.name for p in out.iterdir()) == sorted([STATE, *TABLES, "_manifest.json"])
     gens = [p.name for p in (out / STATE).iterdir() if p.name.startswith("gen-")]
-    assert len(gens) <= 2, gens  # the current generation and the one it replaced
+    assert len(gens) <= 2 and len(list((out / STATE).iterdir())) == len(gens) + 1, gens
 
 
 def test_append_links_the_previous_parts_without_copying(tmp_path):
@@ -256,8 +264,8 @@ def test_a_failed_run_removes_the_folders_it_created(tmp_path):
 
 
 # -- a folder written before generations: moved into one, atomically ----------------------------
-MIGRATE_STEPS = ["migrate:generation", "migrate:current", "migrate:swapped", "migrate:table",
-                 "commit:manifest", "commit:switched"]
+MIGRATE_STEPS = ["migrate:generation", "symlink:made", "migrate:current", "migrate:swapped",
+                 "migrate:table", "commit:manifest", "commit:switched"]
 
 
 def legacy_folder(tmp_path: Path, out: Path) -> None:
@@ -301,9 +309,7 @@ def test_a_kill_at_any_migration_step_leaves_old_or_new(tmp_path, states, mode, 
         assert r.returncode == 0, r.stderr.decode()
     assert counts_by_query(out) == counts_by_glob(out) == after
     assert all((out / n).is_symlink() for n in (*TABLES, "_manifest.json"))
-    assert sorted(p.name for p in out.iterdir()) == sorted([STATE, *TABLES, "_manifest.json"])
-    gens = [p.name for p in (out / STATE).iterdir() if p.name.startswith("gen-")]
-    assert len(gens) <= 2 and len(list((out / STATE).iterdir())) == len(gens) + 1, gens
+    assert_no_leftovers(out)
 
 
 def test_exchange_swaps_a_folder_and_a_link(tmp_path):
