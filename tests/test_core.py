@@ -242,6 +242,7 @@ def test_bad_input_skip_same_tables(tmp_path, name):
         assert results[0] == results[1]
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(tasks=export_shape)
@@ -300,6 +301,7 @@ task_like = st.fixed_dictionaries({"data": json_values_st}, optional={
     "id": json_values_st, "annotations": st.lists(annotation_like, max_size=3)})
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values=st.lists(task_like | json_values_st, max_size=4), cut=st.integers(0, 10_000),
        array=st.booleans())

@@ -96,6 +96,7 @@ def test_dask_without_an_address_is_one_clear_line(tmp_path, monkeypatch):
     assert not (tmp_path / "out" / "_manifest.json").exists()
 
 
+@pytest.mark.slow
 def test_ray_by_address_and_by_context_equals_one_worker(ray_cluster, export, tmp_path):
     import ray
 

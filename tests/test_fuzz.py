@@ -13,6 +13,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the loop forks and caps RLIMIT_AS (Linux)")
 
 
+@pytest.mark.slow
 def test_mutants_round_trip_or_fail_with_one_line():
     counts = fuzz.run(seed=11, mutants=150)
     print(dict(counts))

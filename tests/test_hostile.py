@@ -177,6 +177,7 @@ def test_a_string_beyond_the_pending_limit_stays_on_the_linear_reader(shape):
     assert values[-1]["data"]["text"] == "x" * size and items._ijson_base is None
 
 
+@pytest.mark.slow
 def test_peak_memory_of_a_huge_string_grows_linearly(tmp_path):
     """Twice the string, at most about twice the peak (a constant factor of the value, the
     Parquet writer's buffers included)."""

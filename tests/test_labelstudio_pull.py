@@ -169,6 +169,7 @@ def pull(uri: str, out: Path) -> dict[str, pa.Table]:
     return read_tables(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["image", "ner", "video", "classes"])
 def test_pull_equals_the_servers_export(name, label_studio, api, projects, token, tmp_path):
     project = projects[name]
@@ -187,6 +188,7 @@ def test_pull_equals_the_servers_export(name, label_studio, api, projects, token
         assert pulled["keyframes"].num_rows == 8
 
 
+@pytest.mark.slow
 def test_big_project_in_pages(label_studio, api, projects, token, tmp_path):
     """A few thousand tasks, page by page through a proxy that records the requests: only the
     task API is used (never the export), one request per page."""
@@ -200,6 +202,7 @@ def test_big_project_in_pages(label_studio, api, projects, token, tmp_path):
     assert not [p for m, p, s in proxy.log if "export" in p]
 
 
+@pytest.mark.slow
 def test_every_project(label_studio, api, projects, token, tmp_path):
     pulled = pull(label_studio.uri("*"), tmp_path / "all")
     per_project: dict[str, int] = {}
@@ -393,6 +396,7 @@ def ledger(lake: Path) -> list[dict]:
     return [json.loads(line) for line in (lake / "_lake" / "ledger.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_incremental_ingest(label_studio, api, token, tmp_path):
     """A second run brings exactly the tasks created or changed and the ids deleted;
     latest.* then equals a fresh full pull, and a third run has nothing to do. (Through a
@@ -440,6 +444,7 @@ def test_incremental_ingest(label_studio, api, token, tmp_path):
         assert latest_rows(lake) == pulled_rows(uri, tmp_path / "fresh2")
 
 
+@pytest.mark.slow
 def test_killed_pull_resumes(label_studio, api, token, tmp_path, monkeypatch):
     """A pull killed after its first page resumes after that page, and commits the same
     batch as an uninterrupted run (through a request-counting proxy, in every run)."""
