@@ -125,19 +125,12 @@ def restore_ts(d: datetime, digits: int) -> str:
 EXACT_INT = 2 ** 53  # larger ints do not survive an int64 or float64 column exactly: kept in extra
 
 
-def str_list(v: Any) -> list[str] | None:
-    """A list of strings as is; anything else is not one (the caller keeps the original)."""
-    if type(v) is list and all(type(x) is str for x in v):
-        return v
-    return None
-
-
-def str_items(v: Any) -> list[str | None] | None:
-    """A list of strings (nulls allowed) as is, for a list-of-strings column; None for any
-    other shape (a string, which pyarrow would split into its characters, a number, an
-    object, a list holding one): the typed column stays null, the value whole in its JSON
-    column."""
-    if type(v) is list and all(x is None or type(x) is str for x in v):
+def str_list(v: Any, nulls: bool = False) -> list[str | None] | None:
+    """A list of strings (with `nulls`, null items too) as is; None for any other shape (a
+    string, which pyarrow would split into its characters, a number, an object, a list
+    holding one): the caller keeps the original, a typed column stays null and the value
+    stays whole in its JSON column."""
+    if type(v) is list and all(type(x) is str or nulls and x is None for x in v):
         return v
     return None
 
@@ -145,7 +138,7 @@ def str_items(v: Any) -> list[str | None] | None:
 def point_rows(v: Any) -> list[list[float]] | None:
     """A list of lists of numbers (points) as is, for a points column; None for any other
     shape (booleans, which pyarrow would make 1.0 and 0.0, and ints a double cannot hold
-    included), as `str_items`."""
+    included), as `str_list`."""
     if type(v) is not list:
         return None
     for row in v:

@@ -41,7 +41,6 @@ from .common import (
     restore_times,
     row_extra,
     set_link,
-    str_items,
     str_list,
 )
 
@@ -94,11 +93,11 @@ TIME_TYPES = frozenset({"timeserieslabels"})
 
 def _choices(ch: list) -> list[str | None] | None:
     """Choices as they are, a taxonomy path (a list of strings) joined with ' > '; None (the
-    column null) when an item is of another shape (see `str_items`)."""
+    column null) when an item is of another shape (see `str_list`)."""
     out = []
     for x in ch:
         if type(x) is list:
-            if str_items(x) is None or None in x:
+            if str_list(x) is None:
                 return None
             x = " > ".join(x)
         elif x is not None and type(x) is not str:
@@ -267,7 +266,7 @@ class LabelStudio:
         if labels is None:
             labels = v.get("labels")
         if labels is not None:
-            c["labels"][i] = str_items(labels)
+            c["labels"][i] = str_list(labels, nulls=True)
         ch = v.get("choices")
         if ch is None:
             ch = v.get("taxonomy")
@@ -275,7 +274,7 @@ class LabelStudio:
             c["choices"][i] = _choices(ch)
         tx = v.get("text")
         if type(tx) is list:
-            c["texts"][i] = str_items(tx)
+            c["texts"][i] = str_list(tx, nulls=True)
         elif tx is not None:
             c["text"][i] = tx
         geo = GEOMETRY_KEYS.intersection(v)
