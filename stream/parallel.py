@@ -65,13 +65,14 @@ class Span:
     def items(self, raw: BinaryIO, limit: int = MAX_DEPTH) -> SpanItems:
         return SpanItems(self, raw, limit)
 
-    def core_items(self, raw: BinaryIO, file: str, container: str,
+    def core_items(self, raw: BinaryIO, file: str, container: str, platform: str,
                    max_depth: int = MAX_DEPTH) -> CoreItems:
         """The span's tasks through the compiled core (stream/formats/core.py); what it
         cannot parse goes to ijson as in `SpanItems`."""
         raw.seek(self.start)
         found = CoreItems(raw.read, file, container, self.position, start=self.start,
-                          first=False, limit=self.end, max_depth=max_depth)
+                          first=False, limit=self.end, max_depth=max_depth,
+                          platform=platform)
         found._fallback = lambda at, pending: items(
             Limited(_Slice(found, raw, self.end, at).read, max_depth, at - 1), "item")
         return found

@@ -1,7 +1,8 @@
 //! The conversion loop over one call's bytes, without Python (the PyO3 glue is lib.rs), so
 //! that a fuzz target (core/fuzz) drives it as the extension does.
 
-use crate::{json, ls};
+use crate::json;
+use crate::rows::{Ctx, Out, Platform};
 
 /// Elements larger than this are left to the Python reader (stream/formats/core.py BIG): the
 /// JSON text of one element (at most a few times its bytes) stays well within the 2 GB of an
@@ -46,7 +47,7 @@ pub struct Run {
     pub consumed: usize,
     pub tasks: i64,
     pub declined: Option<(usize, usize)>,
-    pub out: ls::Out,
+    pub out: Out,
 }
 
 /// The separator after an element ending at `end`.
@@ -77,10 +78,10 @@ fn separator(data: &[u8], end: usize, array: bool, eof: bool, limit: Option<usiz
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn run(data: &[u8], file: &str, position: i64, container: &str, array: bool, eof: bool,
+pub fn run<P: Platform>(data: &[u8], file: &str, position: i64, container: &str, array: bool, eof: bool,
        first: bool, limit: Option<usize>) -> Run {
-    let mut r = Run { status: Status::End, consumed: 0, tasks: 0, declined: None, out: ls::Out::default() };
-    let mut cx = ls::Ctx::new(file, container);
+    let mut r = Run { status: Status::End, consumed: 0, tasks: 0, declined: None, out: Out::default() };
+    let mut cx = Ctx::new(file, container);
     let mut pos = skip_ws(data, 0);
     if array && first && pos < data.len() && data[pos] == b']' {
         r.consumed = pos + 1;
@@ -96,7 +97,7 @@ pub fn run(data: &[u8], file: &str, position: i64, container: &str, array: bool,
             r.status = if !eof { Status::More } else if array { Status::Error } else { Status::End };
             return r;
         }
-        let (v, used, unsure) = match json::parse_one::<ls::Shape>(&data[pos..]) {
+        let (v, used, unsure) = match json::parse_one::<P::Shape>(&data[pos..]) {
             Ok(x) => x,
             Err(e) => {
                 // skipping a container kept as text, serde_json calls a number cut at the end
@@ -126,7 +127,7 @@ pub fn run(data: &[u8], file: &str, position: i64, container: &str, array: bool,
             r.out.reserve(used);
         }
         let declined = unsure || used > MAX_ELEMENT || json::long_digits(&data[pos..end])
-            || r.out.add(&v, &mut cx).is_err();
+            || r.out.add::<P>(&v, &mut cx).is_err();
         r.consumed = next;
         if declined {
             r.declined = Some((pos, end));

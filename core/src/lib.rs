@@ -6,10 +6,11 @@ mod cols;
 mod engine;
 mod json;
 mod ls;
+mod rows;
 mod tables;
 
 use arrow_array::{Array, StructArray};
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyList, PyTuple};
 use engine::{brackets, run, Brackets, Status, RETURN_AFTER};
@@ -38,7 +39,7 @@ fn capsules<'py>(py: Python<'py>, sa: StructArray) -> PyResult<Bound<'py, PyTupl
     PyTuple::new(py, [sc.into_any(), ac.into_any()])
 }
 
-/// Convert the Label Studio tasks in `data`.
+/// Convert the tasks (Label Studio) or items of `platform` in `data`.
 ///
 /// `data` starts at an element (or, with `first`, right after the array's `[`); `array`:
 /// elements are separated by commas and the array closes with `]` (else: values separated by
@@ -49,10 +50,16 @@ fn capsules<'py>(py: Python<'py>, sa: StructArray) -> PyResult<Bound<'py, PyTupl
 /// byte span of a task left to the Python reader (it comes after the `tasks` converted
 /// ones); `batches` the five tables as (schema, array) Arrow PyCapsule pairs, or None.
 #[pyfunction]
-#[pyo3(signature = (data, file, position, container, array, eof, first, limit=None))]
+#[pyo3(signature = (data, file, position, container, array, eof, first, limit=None,
+                    platform="labelstudio"))]
 #[allow(clippy::too_many_arguments)]
 fn convert<'py>(py: Python<'py>, data: &[u8], file: &str, position: i64, container: &str,
-                array: bool, eof: bool, first: bool, limit: Option<usize>) -> PyResult<Bound<'py, PyTuple>> {
+                array: bool, eof: bool, first: bool, limit: Option<usize>,
+                platform: &str) -> PyResult<Bound<'py, PyTuple>> {
+    let run = match platform {
+        "labelstudio" => run::<ls::Ls>,
+        _ => return Err(PyValueError::new_err(format!("annostream_core: no platform {platform:?}"))),
+    };
     // the GIL is released while parsing: Python writes the previous batches meanwhile
     let result = py.detach(|| catch_unwind(AssertUnwindSafe(|| {
         let mut r = run(data, file, position, container, array, eof, first, limit);

@@ -233,8 +233,8 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
         out = readers.out
         position = first = 0 if span is None else span.position
         if span is not None:
-            objs = (span.core_items(raw, src.name, plan.container, max_depth) if use_core
-                    else span.items(raw, max_depth))
+            objs = (span.core_items(raw, src.name, plan.container, plan.platform, max_depth)
+                    if use_core else span.items(raw, max_depth))
         # byte offsets for errors: the element's start in an array, else what was read
         where = objs if hasattr(objs, "offset") and plan.container != "object" else reader
         while True:
@@ -321,7 +321,7 @@ def _objects(plan: Plan, reader: InputStream, name: str, readers: Readers, use_c
         return read_elements(limited, name), readers.get("dataloop", name).add
     add = readers.get(plan.platform, name).add
     if use_core:
-        return core.items(reader.read, name, plan.container, max_depth), add
+        return core.items(reader.read, name, plan.container, plan.platform, max_depth), add
     if plan.prefix in ("item", ""):  # the values ijson.items gives, parsed faster
         return ArrayItems(reader.read, max_depth, array=plan.prefix == "item"), add
     return items(limited, plan.prefix, multiple_values=plan.multiple), add

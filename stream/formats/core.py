@@ -70,7 +70,8 @@ class CoreItems(ArrayItems):
     """The elements of a JSON array like `ArrayItems`, but runs of converted tasks come as
     `CoreBatch`es; a declined task comes as its parsed object, with `offset` at its start.
 
-    `array`: a JSON array (else whitespace-separated objects: NDJSON, a per-task file);
+    `platform`: whose tasks or items ('labelstudio', 'dataloop'); `array`: a JSON array (else
+    whitespace-separated objects: NDJSON, a per-task file);
     `start`: stream offset of the first byte `read` gives; `first`: the stream is the whole
     array (its `[` still to come); `limit`: stop at the element starting there (a span).
     `fallback(start, pending)`: the rest of the elements from the element at `start`, parsed
@@ -79,9 +80,11 @@ class CoreItems(ArrayItems):
 
     def __init__(self, read: Callable[[int], bytes], file: str, container: str, position: int,
                  array: bool = True, start: int = 0, first: bool = True,
-                 limit: int | None = None, max_depth: int = MAX_DEPTH) -> None:
+                 limit: int | None = None, max_depth: int = MAX_DEPTH,
+                 platform: str = "labelstudio") -> None:
         super().__init__(read, max_depth)
         self._file, self._container, self._position = file, container, position
+        self._platform = platform
         self._array, self._start, self._first, self._limit = array, start, first, limit
         self._fallback: Callable[[int, bytes], Iterator[object]] = (
             (lambda at, pending: self._ijson(at, pending, b"[")) if array else self._values)
@@ -165,7 +168,8 @@ class CoreItems(ArrayItems):
             limit = None if self._limit is None else self._limit - base
             try:
                 status, used, tasks, declined, batches = convert(
-                    buf, self._file, position, self._container, self._array, eof, first, limit)
+                    buf, self._file, position, self._container, self._array, eof, first, limit,
+                    self._platform)
             except RuntimeError as exc:
                 raise AnnostreamError(f"{exc}; set {ENGINE}=python to convert without it") from exc
             garbage = None  # bytes after the closing bracket of a whole array, ijson says why
@@ -267,7 +271,9 @@ class CoreItems(ArrayItems):
                                multiple_values=True)
 
 
-def items(read: Callable[[int], bytes], file: str, container: str,
+def items(read: Callable[[int], bytes], file: str, container: str, platform: str,
           max_depth: int = MAX_DEPTH) -> CoreItems:
-    """The tasks of a whole stream: one JSON array, or objects (NDJSON, a per-task file)."""
-    return CoreItems(read, file, container, 0, array=container == "array", max_depth=max_depth)
+    """The tasks or items of a whole stream: one JSON array, or objects (NDJSON, a per-task
+    file)."""
+    return CoreItems(read, file, container, 0, array=container == "array", max_depth=max_depth,
+                     platform=platform)

@@ -15,6 +15,8 @@ mod engine;
 mod json;
 #[path = "../../src/ls.rs"]
 mod ls;
+#[path = "../../src/rows.rs"]
+mod rows;
 #[path = "../../src/tables.rs"]
 mod tables;
 
@@ -25,7 +27,7 @@ fuzz_target!(|input: &[u8]| {
     let (array, eof, first) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
     let container = if flags & 8 != 0 { "object" } else { "array" };
     let limit = (flags & 16 != 0).then_some(data.len() / 2);
-    let mut r = engine::run(data, "f.json", 0, container, array, eof, first, limit);
+    let mut r = engine::run::<ls::Ls>(data, "f.json", 0, container, array, eof, first, limit);
     assert!(r.consumed <= data.len());
     if let Some((s, e)) = r.declined {
         assert!(s < e && e <= data.len());
