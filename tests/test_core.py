@@ -207,6 +207,30 @@ def test_lists_of_an_unexpected_shape_leave_the_column_null(tmp_path):
         assert got[name]["value"] == {name.split("_")[0]: value}, name
 
 
+def test_booleans_leave_the_number_columns_null(tmp_path):
+    """A boolean where a number is expected (a box's x, a time series start, a rating) was
+    1.0 or 0.0 (pyarrow's cast): now its column is null and it stays whole in `value`,
+    as for the list columns, with both engines alike."""
+    values = {"rect": ("rectanglelabels", {"x": True, "y": False, "width": 1, "height": True,
+                                           "rotation": False, "rectanglelabels": ["a"]}),
+              "ts": ("timeserieslabels", {"start": True, "end": 2.5, "timeserieslabels": ["b"]}),
+              "rating": ("rating", {"rating": True}), "number": ("number", {"number": False})}
+    results = [{"id": k, "type": t, "from_name": "f", "to_name": "t", "value": v}
+               for k, (t, v) in values.items()]
+    path = tmp_path / "bools.json"
+    path.write_text(json.dumps([{"id": 1, "data": {}, "annotations": [
+        {"id": 1, "result": results}]}]))
+    manifest, tables = both([path], tmp_path)
+    assert manifest["engine"] == {"core": 1, "python": 0}
+    got = {r["region_id"]: r for r in rows(tables["results"])}
+    for k, (_, v) in values.items():
+        assert got[k]["value"] == v, k
+    assert [got["rect"][c] for c in ("x", "y", "width", "height", "rotation", "unit")] == [
+        None, None, 1.0, None, None, "percent"]
+    assert (got["ts"]["time_start"], got["ts"]["time_end"]) == (None, 2.5)
+    assert got["rating"]["number"] is None and got["number"]["number"] is None
+
+
 @pytest.mark.parametrize("name", BAD)
 def test_bad_input_same_error(tmp_path, name):
     """The same message naming the same task; the byte offset is the Python reader's or

@@ -516,3 +516,31 @@ def test_peak_rss_is_flat_in_the_number_of_files(tmp_path):
         assert read_tables(tmp_path / f"out_{n}")["tasks"].num_rows == n
     print(f"peak RSS for 500 files: {rss[0]:.1f} MB, 2000 files: {rss[1]:.1f} MB")
     assert rss[1] <= rss[0] + 10, f"peak RSS grew with the number of files: {rss}"
+
+
+def test_booleans_in_coordinates_leave_the_geometry_null(tmp_path):
+    """A boolean where a coordinate or an angle is expected gives no geometry (pyarrow would
+    make it 1.0 or 0.0), as for Label Studio; the coordinates stay whole in `value`."""
+    from stream import convert
+
+    iid, pt = "66" + "0" * 22, samples.pt
+    corners = {f"{k}_{c}": pt(1, 2) for k in ("front", "back") for c in ("tl", "tr", "br", "bl")}
+    cases = {  # label: (type, coordinates, the geometry columns it gives)
+        "box": ("box", [pt(True, 20), pt(100, 90)], {}),
+        "rotated": ("box", [pt(1, 2), pt(4, 6), False],
+                    {"x": 1.0, "y": 2.0, "width": 3.0, "height": 4.0}),
+        "point": ("point", pt(5, False), {}),
+        "ellipse": ("ellipse", {"center": pt(5, 6), "rx": True, "ry": 2, "angle": 0}, {}),
+        "cube": ("cube", {"angle": True, **corners}, {"points": [[1.0, 2.0]] * 8})}
+    item = samples.item(iid, "/a.jpg", {"mimetype": "image/jpeg"}, [
+        samples.ann(f"67{n:022x}", iid, typ, label, co, {})
+        for n, (label, (typ, co, _)) in enumerate(cases.items())])
+    path = tmp_path / "item.json"
+    path.write_text(json.dumps(item))
+    convert([str(path)], tmp_path / "out")
+    got = {r["labels"][0]: r for r in read_tables(tmp_path / "out")["results"].to_pylist()}
+    for label, (_, co, want) in cases.items():
+        r = got[label]
+        assert json.loads(r["value"]) == co, label
+        assert {c: r[c] for c in ("x", "y", "width", "height", "rotation", "points")
+                if r[c] is not None} == want, label

@@ -128,13 +128,12 @@ pub fn canonical_int(s: &str) -> R<bool> {
     Ok(if digits == "0" { dashes == 0 } else { !digits.starts_with('0') })
 }
 
-/// A number for a float64 column as pyarrow makes it (writer.to_array): a bool is 1.0 or
-/// 0.0; an int beyond 2**53, text, a list or an object becomes null.
+/// `num_fit`: a number for a float64 column derived from a value; a bool, an int beyond
+/// 2**53, text, a list or an object leaves it null (the value stays whole in its JSON column).
 pub fn num(v: Option<&V>) -> Option<f64> {
     match v {
         Some(V::Float(f)) => Some(*f),
         Some(V::Int(n)) if (-EXACT_INT..=EXACT_INT).contains(n) => Some(*n as f64),
-        Some(V::Bool(b)) => Some(if *b { 1.0 } else { 0.0 }),
         _ => None,
     }
 }

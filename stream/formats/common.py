@@ -125,6 +125,17 @@ def restore_ts(d: datetime, digits: int) -> str:
 EXACT_INT = 2 ** 53  # larger ints do not survive an int64 or float64 column exactly: kept in extra
 
 
+def num_fit(v: Any) -> int | float | None:
+    """A number for a float column derived from a JSON value (a box's x, a span's start) as
+    is; None for any other type (a boolean, which pyarrow would make 1.0 or 0.0, a string, a
+    list) and for an int a double cannot hold exactly: the typed column stays null and the
+    value stays whole in its JSON column, as `str_list` and `point_rows` do for lists."""
+    t = type(v)
+    if t is float or t is int and -EXACT_INT <= v <= EXACT_INT:
+        return v
+    return None
+
+
 def str_list(v: Any, nulls: bool = False) -> list[str | None] | None:
     """A list of strings (with `nulls`, null items too) as is; None for any other shape (a
     string, which pyarrow would split into its characters, a number, an object, a list

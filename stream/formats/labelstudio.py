@@ -34,6 +34,7 @@ from .common import (
     id_fit,
     jtype,
     load_cell,
+    num_fit,
     plain_object,
     point_rows,
     restore_id,
@@ -280,7 +281,7 @@ class LabelStudio:
         geo = GEOMETRY_KEYS.intersection(v)
         if geo:
             for key in geo:
-                c[key][i] = point_rows(v[key]) if key == "points" else v[key]
+                c[key][i] = point_rows(v[key]) if key == "points" else num_fit(v[key])
             c["unit"][i] = "percent"
         if "start" in v:
             self._span(v, typ, r, i)
@@ -288,7 +289,7 @@ class LabelStudio:
         if num is None:
             num = v.get("rating")
         if num is not None:
-            c["number"][i] = num
+            c["number"][i] = num_fit(num)
 
     def _span(self, v: dict, typ: str, r: dict, i: int) -> None:
         c = self.rcols
@@ -298,7 +299,7 @@ class LabelStudio:
             s, e = go.get("start"), go.get("end")
         elif (typ in TIME_TYPES or "channel" in v or "original_length" in r
               or type(s) is float or type(e) is float):
-            c["time_start"][i], c["time_end"][i] = s, e
+            c["time_start"][i], c["time_end"][i] = num_fit(s), num_fit(e)
             return
         elif typ == "paragraphlabels":
             return  # paragraph indices, not character offsets: they stay in `value`
