@@ -69,6 +69,17 @@ class Table:
         """The columns that are not JSON text."""
         return [c.name for c in self.columns if not c.json]
 
+    @property
+    def dictionary(self) -> list[str]:
+        """The columns Parquet dictionary-encodes: text and lists of text, whose values repeat
+        (ids, names, labels). Numbers and JSON rarely repeat: hashing them costs a fifth of
+        the write and the dictionary is dropped anyway."""
+        return [c.name for c in self.columns if not c.json and _textual(c.type)]
+
+
+def _textual(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or (pa.types.is_list(t) and pa.types.is_string(t.value_type))
+
 
 def _c(name: str, type_: pa.DataType, doc: str) -> Column:
     return Column(name, type_, doc)

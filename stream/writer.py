@@ -48,9 +48,10 @@ class PartWriter:
         path = self.stem.with_name(f"{self.stem.name}-{len(self.paths):05d}.parquet")
         self.paths.append(path)
         self._groups = 0
-        plain = self.table.plain  # JSON text gets neither (stream/tables.py _j)
+        # JSON text gets neither statistics nor a dictionary (stream/tables.py _j)
         return pq.ParquetWriter(path, self.table.schema, compression="zstd",
-                                write_statistics=plain, use_dictionary=plain)
+                                write_statistics=self.table.plain,
+                                use_dictionary=self.table.dictionary)
 
     def write(self, t: pa.Table) -> None:
         if t.num_rows:

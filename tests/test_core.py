@@ -299,12 +299,27 @@ def call(data: bytes, **kw):
 def test_an_element_cut_anywhere_needs_more_bytes():
     """A valid element cut at any byte is incomplete, never an error, also where the cut
     falls in a number inside a container the core keeps as text (serde_json calls "44." at
-    the end invalid there: the core counts brackets to tell)."""
+    the end invalid there: the core counts brackets to tell), or inside a character of
+    several bytes (the core checks UTF-8 once per call)."""
     task = (b'{"id":1,"data":{"n":[1.5e3,-2.25,"]"]},"annotations":[{"result":[{"type":"x",'
-            b'"value":{"a":[44.5,{"b":"c\\"d"}],"x":1.25}}]}]}')
+            b'"value":{"a":[44.5,{"b":"c\\"d"}],"x":1.25,"t":"' + "é東🦊".encode() + b'"}}]}]}')
     for cut in range(1, len(task)):
         assert call(task[:cut], array=False, eof=False, first=False)[:3] == ("more", 0, 0), cut
     assert call(task, array=False, eof=True, first=False)[:3] == ("end", len(task), 1)
+
+
+def test_invalid_utf8_after_converted_tasks_hands_over_at_its_element():
+    """The tasks before an element with invalid UTF-8 are converted; the core stops at that
+    element's start (the Python reader then reports the error), also when more bytes could
+    follow, and when the bytes are only cut inside a character at the end, it asks for more."""
+    good = b'{"id":1,"data":{"t":"' + "東".encode() + b'"}}'
+    bad = b'{"id":2,"data":{"t":"' + b"\xff" + b'"}}'
+    for eof in (False, True):
+        status, used, tasks, _ = call(good + b"," + bad + b"]", eof=eof, first=False)
+        assert (status, used, tasks) == ("error", len(good) + 1, 1)
+    cut = good + b"," + b'{"id":2,"data":{"t":"' + "東".encode()[:2]
+    assert call(cut, eof=False, first=False)[:3] == ("more", len(good) + 1, 1)
+    assert call(cut, eof=True, first=False)[:3] == ("error", len(good) + 1, 1)
 
 
 @settings(max_examples=400, deadline=None)

@@ -79,11 +79,21 @@ impl StrCol {
             self.end();
         }
     }
-    /// The same text for rows i..i+count.
+    /// The same text for rows i..i+count (a keyframe sequence's links): the bytes are
+    /// copied in doublings, not row by row.
     pub fn fill(&mut self, i: usize, count: usize, s: &str, m: &mut Misuse) {
-        for k in 0..count {
-            self.put(i + k, s, m);
+        if count == 0 || !self.start(i, m) {
+            return;
         }
+        let (at, len) = (self.data.len(), s.len());
+        self.data.reserve(len * count);
+        self.data.extend_from_slice(s.as_bytes());
+        while self.data.len() - at < len * count {
+            let done = self.data.len() - at;
+            self.data.extend_from_within(at..at + done.min(len * count - done));
+        }
+        self.offs.extend((1..=count).map(|k| (at + k * len) as i32));
+        self.valid.resize(self.valid.len() + count, true);
     }
     fn push_item(&mut self, s: Option<&str>) {
         match s {

@@ -14,6 +14,9 @@ pub const MAX_ELEMENT: usize = 256 << 20;
 /// again), while the batches are written.
 pub const RETURN_AFTER: usize = 32 << 20;
 
+/// A call this long holds one big element (a feed is about 1 MB): json::LATER.
+const LATER_FROM: usize = 8 << 20;
+
 fn skip_ws(data: &[u8], mut at: usize) -> usize {
     while at < data.len() && matches!(data[at], b' ' | b'\t' | b'\r' | b'\n') {
         at += 1;
@@ -82,6 +85,17 @@ pub fn run<P: Platform>(data: &[u8], file: &str, position: i64, container: &str,
        first: bool, limit: Option<usize>) -> Run {
     let mut r = Run { status: Status::End, consumed: 0, tasks: 0, declined: None, out: Out::default() };
     let mut cx = Ctx::new(file, container);
+    // UTF-8 is checked once for the call (serde_json would check string by string); invalid
+    // bytes end the text the parser sees, and the element holding them goes to Python
+    let (text, bad_utf8) = match std::str::from_utf8(data) {
+        Ok(text) => (text, false),
+        Err(e) => {
+            // valid_up_to ends the valid text by definition (so never the default)
+            let text = std::str::from_utf8(&data[..e.valid_up_to()]).unwrap_or_default();
+            (text, e.error_len().is_some()) // else a character cut by the end of `data`
+        }
+    };
+    json::LATER.set(data.len() >= LATER_FROM);
     let mut pos = skip_ws(data, 0);
     if array && first && pos < data.len() && data[pos] == b']' {
         r.consumed = pos + 1;
@@ -97,13 +111,18 @@ pub fn run<P: Platform>(data: &[u8], file: &str, position: i64, container: &str,
             r.status = if !eof { Status::More } else if array { Status::Error } else { Status::End };
             return r;
         }
-        let (v, used, unsure) = match json::parse_one::<P::Shape>(&data[pos..]) {
+        let Some(rest) = text.get(pos..) else {
+            r.status = Status::Error; // an element starting inside invalid UTF-8
+            return r;
+        };
+        let (v, used, unsure) = match json::parse_one::<P::Shape>(rest) {
             Ok(x) => x,
             Err(e) => {
                 // skipping a container kept as text, serde_json calls a number cut at the end
-                // ("44.") invalid, not incomplete: incomplete is where its brackets do not close
+                // ("44.") invalid, not incomplete: incomplete is where its brackets do not close.
+                // With invalid UTF-8, the text ends there: an element cut by it is invalid
                 let cut = e.is_eof() || !brackets(&data[pos..], Brackets::default()).0;
-                r.status = if cut && !eof { Status::More } else { Status::Error };
+                r.status = if cut && !eof && !bad_utf8 { Status::More } else { Status::Error };
                 return r;
             }
         };
@@ -126,8 +145,7 @@ pub fn run<P: Platform>(data: &[u8], file: &str, position: i64, container: &str,
             // reserved at once (untouched pages cost nothing) rather than doubled into
             r.out.reserve(used);
         }
-        let declined = unsure || used > MAX_ELEMENT || json::long_digits(&data[pos..end])
-            || r.out.add::<P>(&v, &mut cx).is_err();
+        let declined = unsure || used > MAX_ELEMENT || r.out.add::<P>(&v, &mut cx).is_err();
         r.consumed = next;
         if declined {
             r.declined = Some((pos, end));

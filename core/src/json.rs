@@ -95,6 +95,14 @@ thread_local! {
     pub static UNSURE: Cell<bool> = const { Cell::new(false) };
 }
 
+thread_local! {
+    /// Set for a call of one huge element: a plan may keep a container as text then, parsed
+    /// when its rows are made, so that the element's trees are never all built at once
+    /// (ls.rs: a result's value). Otherwise (a feed of elements, a few MB) everything is
+    /// parsed in one pass.
+    pub static LATER: Cell<bool> = const { Cell::new(false) };
+}
+
 fn unsure() {
     UNSURE.with(|u| u.set(true));
 }
@@ -198,20 +206,25 @@ impl<'de, P: Plan> Visitor<'de> for VVisitor<P> {
         Ok(V::Arr(out))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<V<'de>, A::Error> {
-        let mut out: Vec<(Cow<'de, str>, V<'de>)> = Vec::new();
+        // a result, a keyframe: most objects have up to 8 keys, one allocation holds them
+        let mut out: Vec<(Cow<'de, str>, V<'de>)> = Vec::with_capacity(8);
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
             let v = map.next_value_seed(Seed(self.0.key(&k)))?;
             out.push((k, v));
         }
-        if has_duplicate(out.iter().map(|(k, _)| k)) {
+        if has_duplicate(&out, |(k, _)| k) {
             unsure();
         }
         Ok(V::Obj(out))
     }
 }
 
+/// serde_json gives a float for an int literal beyond 64 bits, which the Python reader keeps
+/// exactly: a float that large may have been one (a float literal that large is rare).
+const INT_BEYOND_64: f64 = 9.2e18;
+
 fn check_float(f: f64) {
-    if !f.is_finite() || (f == 0.0 && f.is_sign_negative()) {
+    if !f.is_finite() || (f == 0.0 && f.is_sign_negative()) || f.abs() >= INT_BEYOND_64 {
         unsure();
     }
 }
@@ -265,27 +278,28 @@ impl<'de> Visitor<'de> for CheckVisitor {
             map.next_value::<Check>()?;
             keys.push(k);
         }
-        if has_duplicate(keys.iter()) {
+        if has_duplicate(&keys, |k| k) {
             unsure();
         }
         Ok(Check)
     }
 }
 
-fn has_duplicate<'k, 'a: 'k>(keys: impl ExactSizeIterator<Item = &'k Cow<'a, str>>) -> bool {
-    if keys.len() <= 16 {
-        let keys: Vec<&str> = keys.map(|k| &**k).collect();
-        return keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k));
+fn has_duplicate<T>(items: &[T], key: impl Fn(&T) -> &Cow<str>) -> bool {
+    if items.len() <= 16 {
+        // keys of one length are rare in an object: comparing lengths first skips most
+        return items.iter().enumerate().any(|(i, a)| items[..i].iter().any(|b| key(a) == key(b)));
     }
-    let mut keys: Vec<&str> = keys.map(|k| &**k).collect();
+    let mut keys: Vec<&str> = items.iter().map(|x| &**key(x)).collect();
     keys.sort_unstable();
     keys.windows(2).any(|w| w[0] == w[1])
 }
 
 /// Parse one JSON value at the start of `buf`: (value, bytes used, unsure) or the serde error.
-pub fn parse_one<P: Plan>(buf: &[u8]) -> Result<(V<'_>, usize, bool), serde_json::Error> {
+/// `buf` is valid UTF-8 (checked once for a whole call, not string by string).
+pub fn parse_one<P: Plan>(buf: &str) -> Result<(V<'_>, usize, bool), serde_json::Error> {
     UNSURE.with(|u| u.set(false));
-    let mut it = serde_json::Deserializer::from_slice(buf).into_iter::<Planned<P>>();
+    let mut it = serde_json::Deserializer::from_str(buf).into_iter::<Planned<P>>();
     match it.next() {
         Some(Ok(Planned(v, _))) => {
             let end = it.byte_offset();
@@ -304,32 +318,6 @@ pub fn parse_with<P: Plan>(text: &str, plan: P) -> Option<V<'_>> {
     let v = Seed(plan).deserialize(&mut de).ok()?;
     de.end().ok()?;
     (!UNSURE.with(|u| u.get())).then_some(v)
-}
-
-/// A run of 19 or more digits that may be an int literal (not a fraction, not followed by a
-/// fraction or an exponent): serde_json gives a float for an int beyond u64, where the Python
-/// reader keeps it exactly. Strings are not told apart: a long digit run in a string only
-/// costs the Python path.
-pub fn long_digits(buf: &[u8]) -> bool {
-    let mut i = 0;
-    while i < buf.len() {
-        if !buf[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < buf.len() && buf[i].is_ascii_digit() {
-            i += 1;
-        }
-        let fraction = start > 0 && buf[start - 1] == b'.';
-        let float_follows = i < buf.len() && matches!(buf[i], b'.' | b'e' | b'E');
-        let exponent = start > 0 && matches!(buf[start - 1], b'e' | b'E')
-            || start > 1 && matches!(buf[start - 1], b'+' | b'-') && matches!(buf[start - 2], b'e' | b'E');
-        if i - start >= 19 && !fraction && !float_follows && !exponent {
-            return true;
-        }
-    }
-    false
 }
 
 // -- writing ------------------------------------------------------------------------------

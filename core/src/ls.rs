@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use crate::json::{dump, dump_obj, get, get_some, has, parse_with, Plan, V};
+use crate::json::{self, dump, dump_obj, get, get_some, has, parse_with, Plan, V};
 use crate::rows::*;
 use crate::tables::*;
 
@@ -20,8 +20,6 @@ const ANNOTATION_KNOWN: &[&str] = &["was_cancelled", "ground_truth", "lead_time"
 const RESULT_KNOWN: &[&str] = &["from_name", "to_name", "type", "origin", "score", "parentID",
     "readonly", "original_width", "original_height", "image_rotation", "id", "value"];
 const RELATION_KNOWN: &[&str] = &["from_id", "to_id", "direction", "labels", "type"];
-const KEYFRAME_KNOWN: &[&str] = &["frame", "time", "enabled", "x", "y", "width", "height",
-    "rotation", "auto"];
 const LISTS: [(&str, &str); 4] = [("annotations", "annotation"), ("completions", "annotation"),
     ("predictions", "prediction"), ("drafts", "draft")];
 const TIME_TYPES: &[&str] = &["timeserieslabels"];
@@ -67,7 +65,7 @@ impl Plan for Shape {
             Shape::Annotation if key == "result" => Shape::Results,
             Shape::Annotation if key == "skipped" => Shape::Tree,
             Shape::Annotation => read(ANNOTATION_KNOWN),
-            Shape::Result if key == "value" => Shape::Later,
+            Shape::Result if key == "value" => if json::LATER.get() { Shape::Later } else { Shape::Value },
             Shape::Result if RELATION_KNOWN.contains(&key) => Shape::Tree,
             Shape::Result => read(RESULT_KNOWN),
             Shape::Value if key == "points" => Shape::Points,
@@ -511,17 +509,35 @@ impl Out {
         let i0 = k.n;
         let count = objs.len();
         for (j, o) in objs.iter().enumerate() {
+            // one pass over the keys (a video has hundreds of thousands of keyframes): what
+            // `Extra::of` and a `typed` per keyframe key make (labelstudio.py KEYFRAME_PLAIN),
+            // misfits after the unknown keys, in that order
             let i = i0 + j;
-            let mut extra = Extra::of(o, KEYFRAME_KNOWN)?;
-            typed(o, "frame", &mut k.frame, i, &mut extra, m);
-            typed(o, "time", &mut k.time, i, &mut extra, m);
-            typed(o, "enabled", &mut k.enabled, i, &mut extra, m);
-            typed(o, "x", &mut k.x, i, &mut extra, m);
-            typed(o, "y", &mut k.y, i, &mut extra, m);
-            typed(o, "width", &mut k.width, i, &mut extra, m);
-            typed(o, "height", &mut k.height, i, &mut extra, m);
-            typed(o, "rotation", &mut k.rotation, i, &mut extra, m);
-            typed(o, "auto", &mut k.auto, i, &mut extra, m);
+            let mut extra = Extra::default();
+            let mut misfits: [Option<(&str, &V)>; 9] = [None; 9];
+            for (key, v) in o.iter() {
+                let (slot, fits) = match &**key {
+                    "frame" => (0, k.frame.accept(i, v, m)),
+                    "time" => (1, k.time.accept(i, v, m)),
+                    "enabled" => (2, k.enabled.accept(i, v, m)),
+                    "x" => (3, k.x.accept(i, v, m)),
+                    "y" => (4, k.y.accept(i, v, m)),
+                    "width" => (5, k.width.accept(i, v, m)),
+                    "height" => (6, k.height.accept(i, v, m)),
+                    "rotation" => (7, k.rotation.accept(i, v, m)),
+                    "auto" => (8, k.auto.accept(i, v, m)),
+                    key => {
+                        extra.unknown(key, v)?;
+                        continue;
+                    }
+                };
+                if !fits {
+                    misfits[slot] = Some((&**key, v));
+                }
+            }
+            for (key, v) in misfits.into_iter().flatten() {
+                extra.keep(key, v);
+            }
             k.position.put(i, j as i64, m);
             put_extra(&mut k.extra, i, &extra, m);
         }

@@ -38,16 +38,21 @@ pub struct Extra<'a>(Vec<(&'a str, E<'a>)>);
 impl<'a> Extra<'a> {
     /// `extra_of`: the keys without a typed column; a reserved key is declined.
     pub fn of(obj: &'a Obj<'a>, known: &[&str]) -> R<Self> {
-        let mut out = Vec::new();
+        let mut out = Extra::default();
         for (k, v) in obj {
             if !known.contains(&&**k) {
-                if RESERVED.contains(&&**k) {
-                    return Err(Decline);
-                }
-                out.push((&**k, E::Ref(v)));
+                out.unknown(k, v)?;
             }
         }
-        Ok(Extra(out))
+        Ok(out)
+    }
+    /// A key without a typed column, in input order; a reserved key is declined.
+    pub fn unknown(&mut self, key: &'a str, v: &'a V<'a>) -> R<()> {
+        if RESERVED.contains(&key) {
+            return Err(Decline);
+        }
+        self.0.push((key, E::Ref(v)));
+        Ok(())
     }
     pub fn set(&mut self, key: &'a str, v: E<'a>) {
         match self.0.iter_mut().find(|(k, _)| *k == key) {
