@@ -287,8 +287,16 @@ impl<'de> Visitor<'de> for CheckVisitor {
 
 fn has_duplicate<T>(items: &[T], key: impl Fn(&T) -> &Cow<str>) -> bool {
     if items.len() <= 16 {
-        // keys of one length are rare in an object: comparing lengths first skips most
-        return items.iter().enumerate().any(|(i, a)| items[..i].iter().any(|b| key(a) == key(b)));
+        // length, first and last byte tell most keys apart without comparing their text
+        let sig = |k: &str| {
+            let b = k.as_bytes();
+            (b.len() as u64) << 16 | (*b.first().unwrap_or(&0) as u64) << 8 | *b.last().unwrap_or(&0) as u64
+        };
+        let mut sigs = [0u64; 16];
+        for (s, x) in sigs.iter_mut().zip(items) {
+            *s = sig(key(x));
+        }
+        return (1..items.len()).any(|i| (0..i).any(|j| sigs[i] == sigs[j] && key(&items[i]) == key(&items[j])));
     }
     let mut keys: Vec<&str> = items.iter().map(|x| &**key(x)).collect();
     keys.sort_unstable();

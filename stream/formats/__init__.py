@@ -272,7 +272,7 @@ def _take(obj: Any, plan: Plan, add: Callable[[Any, str, int, str], None], out: 
     """One parsed task into the buffers (rolled back and skipped or raised when it is bad),
     or a batch of tasks the compiled core converted; returns how many tasks it was."""
     if type(obj) is core.CoreBatch:
-        out.extend(obj.tables)
+        out.extend(obj.tables())
         stats.core += obj.tasks
         return obj.tasks
     marks = out.mark()
