@@ -80,24 +80,117 @@ def both(inputs: list, out: Path, **kwargs) -> tuple[dict, dict]:
     return manifests[0], tables[0]
 
 
-LS_ARRAYS = sorted(p for p in (SAMPLES / "labelstudio").glob("*.json")  # the NER model JSON
-                   if p.name != "ner_model_predictions.json")  # is read by stream/formats/ner.py
+LS_FILES = sorted((SAMPLES / "labelstudio").rglob("*.json"))  # with the NER model JSON, read
+# by stream/formats/ner.py, and the per-task files of storage_tasks/ (one a legacy annotation)
 
 
-@pytest.mark.parametrize("path", LS_ARRAYS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", LS_FILES, ids=lambda p: p.name)
 def test_sample_file_same_tables(tmp_path, path):
     manifest, _ = both([path], tmp_path)
     assert manifest["engine"]["core"] >= 1
 
 
+def ls_task_count(path: Path) -> int:
+    """Tasks in a Label Studio sample file, counted from its JSON: the NER model JSON's
+    documents are the keys of its spans and texts objects."""
+    value = json.loads(path.read_text(encoding="utf-8"))
+    if path.name == "ner_model_predictions.json":
+        return len(set(value[0]) | set(value[1]))
+    return len(value) if isinstance(value, list) else 1
+
+
 def test_all_samples_same_tables_and_the_core_takes_the_label_studio_tasks(tmp_path):
-    manifest, tables = both([SAMPLES], tmp_path)
-    files = [json.loads(p.read_text()) for p in (SAMPLES / "labelstudio").rglob("*.json")
-             if p.name != "ner_model_predictions.json"]
-    ls_tasks = sum(len(v) if isinstance(v, list) else 1 for v in files)
-    # all but the few the Python reader must see (a legacy storage annotation, a time
-    # series region whose start is a date string) are converted by the core
-    assert manifest["engine"]["core"] >= ls_tasks - 2, (manifest["engine"], ls_tasks)
+    both([SAMPLES], tmp_path / "all")
+    manifest, _ = both([SAMPLES / "labelstudio"], tmp_path / "ls")
+    ls_tasks = sum(map(ls_task_count, LS_FILES))
+    assert ls_tasks == manifest["rows"]["tasks"] > 20
+    assert manifest["engine"] == {"core": ls_tasks, "python": 0}
+
+
+def test_legacy_storage_annotation_same_tables(tmp_path):
+    """An annotation object with its task under `task` (Label Studio's old storage sync):
+    the task row (form 'storage-annotation') and the annotation at position -1."""
+    path = SAMPLES / "labelstudio" / "storage_tasks" / "legacy_annotation_2203.json"
+    ann = json.loads(path.read_text(encoding="utf-8"))
+    manifest, tables = both([path], tmp_path)
+    assert manifest["engine"] == {"core": 1, "python": 0}
+    task, = rows(tables["tasks"])
+    assert (task["task_id"], task["form"], task["data"]) == (
+        str(ann["task"]["id"]), "storage-annotation", ann["task"]["data"])
+    a, = rows(tables["annotations"])
+    assert (a["annotation_id"], a["position"], a["kind"]) == (str(ann["id"]), -1, "annotation")
+    assert "task" not in a["extra"]
+    assert len(rows(tables["results"])) == len(ann["result"])
+
+
+def test_legacy_storage_annotations_of_every_shape_same_tables(tmp_path):
+    """Unknown keys beside `task` stay in the annotation's extra; a task without an id, an
+    annotation whose result is not a list, a completed_by object, pre-1.0 `skipped`."""
+    base = {"id": 5, "result": [{"id": "r", "type": "choices", "from_name": "c",
+                                 "to_name": "t", "value": {"choices": ["a"]}}],
+            "task": {"id": 9, "data": {"t": "x"}, "meta": {"m": [1]}}}
+    objs = [base, {**base, "zz": {"k": [1]}, "completed_by": {"id": 3, "email": "a@b"}},
+            {"task": {"data": {"t": 1}}, "result": None, "skipped": True},
+            {"result": [], "task": {"id": "7", "data": {}, "annotations": [{"id": 1}]}}]
+    for n, obj in enumerate(objs):
+        (tmp_path / f"{n}.json").write_text(json.dumps(obj))
+    manifest, tables = both([tmp_path / f"{n}.json" for n in range(len(objs))], tmp_path)
+    assert manifest["engine"] == {"core": len(objs), "python": 0}
+    assert [r["form"] for r in rows(tables["tasks"])] == ["storage-annotation"] * len(objs)
+
+
+NER_ODD = [{"d1": [[0, 5], [6, 11]], "d2": [[0, 3], "odd", [1], [5, 2], [0, 99], {"s": [1, 2]},
+                                           [True, 1], [0.5, 2]],
+            "d3": [], "no_text": [[0, 1]], "big": [[2 ** 70, 1]]},
+           {"d1": "Hello world", "d2": "abc", "no_spans": "text only", "big": "xyz", "d3": ""}]
+
+
+def test_ner_model_json_same_tables(tmp_path):
+    """Odd spans (text, a pair out of order or past the text, floats, a boolean), a document
+    with no spans, spans with no document, and an int orjson cannot write (that document
+    goes to the Python reader): the core builds the rows of the tasks ner.py makes."""
+    path = tmp_path / "ner.json"
+    path.write_text(json.dumps(NER_ODD))
+    manifest, tables = both([path], tmp_path)
+    docs = set(NER_ODD[0]) | set(NER_ODD[1])
+    assert manifest["engine"] == {"core": len(docs) - 1, "python": 1}
+    tasks = rows(tables["tasks"])
+    assert [t["position"] for t in tasks] == list(range(len(docs)))
+    assert {t["task_id"]: t["data"] for t in tasks}["no_text"] == {}
+    spans = [(r["span_start"], r["span_end"]) for r in rows(tables["results"])
+             if r["task_id"] == "d1"]
+    assert spans == [(0, 5), (6, 11)]
+
+
+def test_ner_model_json_of_many_feeds_same_tables(tmp_path):
+    """More documents than one feed: several core calls, positions running on."""
+    n = 3 * core.FEED // 2000 + 7
+    spans = {f"doc{i}": [[0, 4], [5, 9]] for i in range(0, n, 2)}
+    texts = {f"doc{i}": f"word {i} " + "x" * 2000 for i in range(n)}
+    path = tmp_path / "ner.json"
+    path.write_text(json.dumps([spans, texts]))
+    manifest, tables = both([path], tmp_path)
+    assert manifest["engine"] == {"core": n, "python": 0}
+    assert tables["tasks"]["position"].to_pylist() == list(range(n))
+    assert tables["results"].num_rows == 2 * len(spans)
+
+
+@pytest.mark.parametrize("tail", ['"d7": 42}]', '"d7": "seven"', '"d7": "sev'])
+def test_bad_ner_model_json_same_error(tmp_path, tail):
+    """A text that is not one, a truncated file: after the documents before it (more than a
+    feed), the same message, task position and byte offset with either engine."""
+    spans = {f"d{i}": [[0, 1]] for i in range(600)}
+    texts = ", ".join(f'"d{i}": "{"t" * 3000}"' for i in range(400))
+    path = tmp_path / "ner.json"
+    path.write_text(json.dumps([spans])[:-1] + ", {" + texts + ", " + tail)
+    found = []
+    for eng in (None, "python"):
+        with engine(eng), pytest.raises(InputError) as info:
+            convert([str(path)], tmp_path / f"out-{eng}")
+        found.append((info.value.reason, info.value.position, info.value.offset))
+    assert found[0] == found[1]
+    assert found[0][1] == 400 and found[0][2] > 400 * 3000, found
+
 
 
 SHAPES = {  # id: (format, pretty, gzip, seed, workers)

@@ -61,6 +61,8 @@ impl Plan for Shape {
             Shape::Task if LISTS.iter().any(|(k, _)| *k == key) => Shape::Lists,
             Shape::Task if key == "data" || key == "meta" => Shape::Text,
             Shape::Task if key == "task" => Shape::Tree, // a legacy storage annotation's
+            // a legacy storage annotation's own keys (`result`, ...) are read as an annotation's
+            Shape::Task if ANNOTATION_KNOWN.contains(&key) || key == "skipped" => Shape::Tree,
             Shape::Task => read(TASK_KNOWN),
             Shape::Annotation if key == "result" => Shape::Results,
             Shape::Annotation if key == "skipped" => Shape::Tree,
@@ -122,10 +124,15 @@ impl Out {
     fn add_task(&mut self, v: &V, cx: &mut Ctx) -> R<()> {
         let V::Obj(obj) = v else { return Err(Decline) };
         if has(obj, "data") {
-            return self.task(obj, cx);
+            return self.task(obj, cx, "task").map(|_| ());
         }
-        if matches!(get(obj, "task"), Some(V::Obj(_))) && has(obj, "result") {
-            return Err(Decline); // legacy storage annotation
+        if let Some(V::Obj(task)) = get(obj, "task") {
+            if has(obj, "result") {
+                // a legacy storage annotation: its task, then itself (all keys but `task`) as
+                // the task's annotation at position -1
+                let task_id = self.task(task, cx, "storage-annotation")?;
+                return self.annotation(v, &task_id, "annotation", -1, None, cx);
+            }
         }
         if cx.container == "object" {
             return Err(Decline); // not a task: the Python reader says so
@@ -153,7 +160,9 @@ impl Out {
         t.form.put(i, form, m);
     }
 
-    fn task(&mut self, obj: &Obj, cx: &mut Ctx) -> R<()> {
+    /// A task's rows (`form`: "task", or "storage-annotation" for a legacy storage
+    /// annotation's task); returns its task id.
+    fn task(&mut self, obj: &Obj, cx: &mut Ctx, form: &str) -> R<String> {
         let i = self.t.n;
         let mut extra = Extra::of(obj, TASK_KNOWN)?;
         let m = &mut self.misuse;
@@ -186,7 +195,7 @@ impl Out {
         t.list_keys.put(i, lists.iter().map(|s| Some(*s)), m);
         put_extra(&mut t.extra, i, &extra, m);
         t.n += 1;
-        self.task_common(i, cx, "task");
+        self.task_common(i, cx, form);
         let both = lists.contains(&"annotations") && lists.contains(&"completions");
         for (key, kind) in LISTS {
             if lists.contains(&key) {
@@ -198,7 +207,7 @@ impl Out {
                 }
             }
         }
-        Ok(())
+        Ok(task_id)
     }
 
     fn annotation(&mut self, ann: &V, task_id: &str, kind: &'static str, position: i64,
@@ -233,7 +242,14 @@ impl Out {
             }
             _ => return Err(Decline),
         };
-        let mut extra = Extra::of(o, ANNOTATION_KNOWN)?;
+        let storage: Vec<&str>; // position -1: a legacy storage annotation, its task under `task`
+        let known = if position < 0 {
+            storage = [ANNOTATION_KNOWN, &["task"]].concat();
+            &storage[..]
+        } else {
+            ANNOTATION_KNOWN
+        };
+        let mut extra = Extra::of(o, known)?;
         if let Some(l) = listed {
             extra.set(LISTED, E::Str(l));
         }

@@ -228,7 +228,7 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
                      "not items, skipped", src.name)
             return stats
         use_core = (plan.platform == "labelstudio" and plan.container in ("array", "object")
-                    and core.enabled())
+                    or plan.platform == "ner") and core.enabled()
         objs, add = _objects(plan, reader, src.name, readers, use_core, max_depth)
         out = readers.out
         position = first = 0 if span is None else span.position
@@ -315,8 +315,10 @@ def _objects(plan: Plan, reader: InputStream, name: str, readers: Readers, use_c
     `use_core`: the compiled core parses them (the Python reader takes what it declines).
     What ijson reads is depth-checked (`limited`); the fast readers check each element."""
     limited = Limited(reader.read, max_depth)
-    if plan.platform == "ner":
-        return read_ner(limited, name), readers.get("labelstudio", name).add
+    if plan.platform == "ner":  # tasks made from the documents: the core converts them
+        tasks = read_ner(limited, name)
+        return (core.objects(tasks, name, plan.container, max_depth) if use_core else tasks,
+                readers.get("labelstudio", name).add)
     if plan.container == "elements":
         return read_elements(limited, name), readers.get("dataloop", name).add
     add = readers.get(plan.platform, name).add

@@ -12,11 +12,14 @@ reader converts everything.
 """
 from __future__ import annotations
 
+import io
 import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from ..depth import MAX_DEPTH, Limited, TooDeep, too_deep
@@ -282,3 +285,53 @@ def items(read: Callable[[int], bytes], file: str, container: str, platform: str
     file)."""
     return CoreItems(read, file, container, 0, array=container == "array", max_depth=max_depth,
                      platform=platform)
+
+
+NESTING = 8  # levels a task made in Python may add above an input value it holds (a NER
+# span sits 6 deep in its task, 3 deep in the input, which the depth limit already checked)
+
+
+def objects(objs: Iterator[Any], file: str, container: str,
+            max_depth: int = MAX_DEPTH) -> Iterator[object]:
+    """Task objects made in Python (formats/ner.py makes one per NER document), converted by
+    the core a feed at a time: each run is serialised (orjson) and read back by `CoreItems`
+    as a stream of objects, with the positions it would have had, so the core builds the
+    rows; an object orjson refuses (an int beyond 64 bits, a lone surrogate, a BigNumber)
+    and any the core declines go to the Python reader as they are. Memory: one feed of
+    serialised objects. An error of the input itself (raised by `objs`, at the offset its
+    own reader names) comes after the rows of every object before it, as without the core.
+    """
+    run: list[bytes] = []
+    size = position = 0
+
+    def convert() -> Iterator[object]:
+        nonlocal run, size, position
+        if not run:
+            return
+        payload = b"\n".join(run)  # bounded: one feed of objects (or one big object)
+        run, size = [], 0
+        for item in CoreItems(io.BytesIO(payload).read, file, container, position, array=False,
+                              max_depth=max_depth + NESTING, platform="labelstudio"):
+            position += item.tasks if type(item) is CoreBatch else 1
+            yield item
+
+    while True:
+        try:
+            obj = next(objs)
+        except StopIteration:
+            break
+        except Exception:
+            yield from convert()
+            raise
+        try:
+            text = orjson.dumps(obj)
+        except TypeError:  # orjson.JSONEncodeError is one: the Python reader takes it
+            yield from convert()
+            position += 1
+            yield obj
+            continue
+        run.append(text)
+        size += len(text)
+        if size >= FEED:
+            yield from convert()
+    yield from convert()
