@@ -300,6 +300,39 @@ def bad_file(tmp_path: Path, name: str) -> Path:
     return path
 
 
+# -- Dataloop samples and broken Dataloop inputs ----------------------------------------------
+DL = SAMPLES / "dataloop"
+
+
+def folder_items(folder: Path) -> list[tuple[str, dict]]:
+    """(file column value, item) of a folder of one-item files, in sorted path order."""
+    files = sorted(folder.rglob("*.json"), key=lambda p: p.relative_to(folder).as_posix())
+    return [(f"{folder}/{f.relative_to(folder).as_posix()}", json.loads(f.read_text("utf-8")))
+            for f in files]
+
+
+def system_of(obj: dict, key: str = "metadata") -> dict:
+    return ((obj.get(key) or {}).get("system") or {}) if isinstance(obj.get(key), dict) else {}
+
+
+def dataloop_malformed() -> dict[str, tuple[bytes, list[str]]]:
+    """Broken Dataloop inputs: (bytes, words the one-line error holds)."""
+    _, item = folder_items(DL / "export" / "json" / "reviews")[0]
+    line = json.dumps(item)
+    bad_ann = dict(item, annotations=["not an annotation"])
+    bad_snap = folder_items(DL / "export" / "json" / "clips")[0][1]
+    system_of(bad_snap["annotations"][0])["snapshots_"].append(17)
+    return {
+        "ndjson_array_line": ((line + "\n[1, 2]\n").encode(), ["task 1", "expected a Dataloop item object, got an array"]),
+        "annotation_string": (json.dumps(bad_ann).encode(), ["task 0", "annotation 0 is a string"]),
+        "snapshot_number": (json.dumps(bad_snap).encode(), ["snapshot 4 is a number"]),
+        "truncated": (line[: len(line) // 2].encode(), ["truncated JSON"]),
+        "not_an_item": ((line + '\n{"datasetId": "x", "hello": 1}\n').encode(), ["task 1", "not a Dataloop item"]),
+        "shebang_without_elements": (b'{"shebang": "dataloop", "metadata": {"dltype": "prompt"}, "prompts": {}}',
+                                     ["without an 'elements' list", "'prompt'"]),
+    }
+
+
 # -- hypothesis: random Label Studio exports (every object kind, drift, unknown keys) ---------
 RESERVED = ("~absent", "~list")  # the converter's own extra keys (see stream/tables.py)
 
@@ -452,3 +485,57 @@ def expected_counts(tasks: list[dict]) -> dict[str, int]:
 
 def counts(con: Any, schema: str = "main") -> dict[str, int]:
     return {t: con.sql(f"SELECT count(*) FROM {schema}.{t}").fetchall()[0][0] for t in TABLES}
+
+
+# -- hypothesis: random Dataloop items (every annotation type, drift, unknown keys) ------------
+def _dl_ts(d: datetime, style: int) -> str:
+    return [d.isoformat(timespec="milliseconds").replace("+00:00", "Z"), d.isoformat()][style]
+
+
+dl_timestamps = drift(st.builds(_dl_ts, st.datetimes(min_value=datetime(1970, 1, 1),
+                                                     max_value=datetime(2100, 1, 1),
+                                                     timezones=st.just(timezone.utc)),
+                                st.integers(0, 1)))
+dl_point = st.fixed_dictionaries({"x": floats | small_ints, "y": floats | small_ints},
+                                 optional={"z": small_ints})
+coordinates = drift(st.lists(dl_point, min_size=2, max_size=3) | dl_point
+                    | st.lists(st.lists(dl_point, max_size=3), max_size=2)
+                    | st.fixed_dictionaries({"center": dl_point, "rx": floats, "ry": floats},
+                                            optional={"angle": floats}))
+DL_TYPES = ["box", "segment", "polyline", "point", "ellipse", "class", "text_mark", "subtitle",
+            "note", "cube", "binary", "brandnew"]
+snapshot = with_unknown({"frame": drift(small_ints), "fixed": drift(st.booleans()),
+                         "objectVisible": drift(st.booleans()), "label": drift(st.text(max_size=4)),
+                         "type": drift(st.sampled_from(["box", "LINEAR"])), "data": coordinates,
+                         "attributes": json_values_st, "namedAttributes": json_values_st},
+                        frozenset())
+system = with_unknown({"objectId": ids, "parentId": drift(st.text(max_size=4)),
+                       "frame": drift(small_ints), "endFrame": drift(small_ints),
+                       "startTime": drift(floats), "endTime": drift(floats),
+                       "automated": drift(st.booleans()), "attributes": json_values_st,
+                       "snapshots_": drift(st.lists(snapshot, max_size=3))}, frozenset())
+dl_annotation = with_unknown(
+    {"id": drift(st.text(max_size=6)), "_id": st.text(max_size=6),
+     # a list or object `type` crashes the Dataloop reader (reported on issue 6)
+     "type": st.sampled_from(DL_TYPES) | st.text(max_size=4) | st.none() | small_ints,
+     "label": drift(st.text(max_size=5)),
+     "coordinates": coordinates, "attributes": json_values_st, "creator": drift(st.text(max_size=5)),
+     "updatedBy": drift(st.text(max_size=5)), "source": drift(st.text(max_size=3)),
+     "createdAt": dl_timestamps, "updatedAt": dl_timestamps, "description": json_values_st,
+     "labelSuggestions": json_values_st,
+     "metadata": drift(st.fixed_dictionaries({}, optional={"system": drift(system), "user": deep}))},
+    frozenset())
+media = st.sampled_from(["image/jpeg", "video/mp4", "audio/wav", "text/plain"])
+item_meta = st.fixed_dictionaries({}, optional={
+    "fps": drift(small_ints), "system": with_unknown(
+        {"mimetype": drift(media), "fps": drift(floats), "width": drift(small_ints),
+         "height": drift(small_ints), "duration": drift(floats)}, frozenset()), "user": deep})
+dataloop_item = with_unknown(
+    {"id": drift(st.text(min_size=1, max_size=8)), "_id": st.text(max_size=8), "datasetId": ids,
+     "createdAt": dl_timestamps, "updatedAt": dl_timestamps, "dir": drift(st.text(max_size=5)),
+     "name": drift(st.text(max_size=5)), "url": st.text(max_size=5), "metadata": drift(item_meta),
+     "itemMetadata": item_meta,
+     "annotations": st.lists(dl_annotation, max_size=3) | st.text(max_size=8) | st.none()},
+    frozenset({"filename", "shebang", "annotationsCount", "manifestVersion", "exportId",
+               "partitioning", "elements"})
+).flatmap(lambda i: st.builds(lambda f: {"filename": f, **i}, drift(st.text(max_size=8))))

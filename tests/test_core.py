@@ -12,12 +12,26 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from helpers import BAD, SAMPLES, bad_file, export_shape, json_values_st, load_script, read_tables
+from helpers import (
+    BAD,
+    DL,
+    SAMPLES,
+    bad_file,
+    dataloop_item,
+    dataloop_malformed,
+    export_shape,
+    json_values,
+    json_values_st,
+    load_script,
+    read_tables,
+    system_of,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +44,7 @@ pytestmark = pytest.mark.skipif(core.annostream_core is None,
                                 reason="the compiled core is not built (make builds it)")
 
 gen = load_script("generate_export")
+dl_samples = load_script("make_dataloop_samples")
 
 JSON_COLUMNS = {"data", "meta", "value", "extra", "attributes"}
 
@@ -191,6 +206,28 @@ def test_bad_ner_model_json_same_error(tmp_path, tail):
     assert found[0] == found[1]
     assert found[0][1] == 400 and found[0][2] > 400 * 3000, found
 
+def dataloop_items(path: Path) -> int:
+    """Dataloop items of an array, per-item or NDJSON input (zip members, folders), counted
+    with the json module."""
+    if path.is_dir():
+        return sum(dataloop_items(p) for p in sorted(path.rglob("*")) if p.is_file())
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as zf:
+            return sum(1 for n in zf.namelist() if not n.endswith("/"))
+    values = json_values(path)
+    if len(values) == 1 and isinstance(values[0], list):
+        return len(values[0])
+    return sum(1 for v in values if isinstance(v, dict) and "manifestVersion" not in v)
+
+
+DL_ITEMS = [DL / "dataset_export.json", DL / "export", DL / "farm_export.zip", DL / "v3_export"]
+
+
+def test_dataloop_samples_same_tables_and_the_core_takes_the_items(tmp_path):
+    manifest, _ = both([DL], tmp_path)
+    dl_tasks = sum(dataloop_items(p) for p in DL_ITEMS)
+    # every Dataloop item of an array, a per-item file or an NDJSON partition
+    assert manifest["engine"]["core"] == dl_tasks, (manifest["engine"], dl_tasks)
 
 
 SHAPES = {  # id: (format, pretty, gzip, seed, workers)
@@ -370,6 +407,158 @@ def test_any_label_studio_export_same_tables(tasks):
         both([src], Path(tmp))
 
 
+# -- Dataloop items ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", sorted(DL.iterdir()), ids=lambda p: p.name)
+def test_dataloop_sample_same_tables(tmp_path, path):
+    manifest, _ = both([path], tmp_path)
+    if path in DL_ITEMS:
+        assert manifest["engine"] == {"core": dataloop_items(path), "python": 0}
+
+
+def generated_items() -> list[dict]:
+    items = [dl_samples.image_item(), dl_samples.video_item(), dl_samples.text_item(),
+             dl_samples.old_item()]
+    return items + [dl_samples.simple_image(n, f"set_{n % 3}") for n in range(40)]
+
+
+@pytest.mark.parametrize("shape", ["array", "ndjson", "files"])
+def test_generated_dataloop_items_same_tables(tmp_path, shape):
+    items = generated_items()
+    if shape == "array":
+        path = tmp_path / "dataset.json"
+        path.write_text(json.dumps(items, indent=1))
+    elif shape == "ndjson":
+        path = tmp_path / "part-00000.ndjson"
+        path.write_text("".join(json.dumps(i) + "\n" for i in items))
+    else:
+        path = tmp_path / "json"
+        for n, item in enumerate(items):
+            (path / f"d{n % 4}").mkdir(parents=True, exist_ok=True)
+            (path / f"d{n % 4}" / f"item_{n}.json").write_text(json.dumps(item))
+    manifest, tables = both([path], tmp_path / "out")
+    assert manifest["engine"] == {"core": len(items), "python": 0}
+    assert tables["keyframes"].num_rows > 0  # the video track's snapshots
+
+
+@pytest.mark.parametrize("where", ["metadata", "system", "ffmpeg", "ffmpeg-plain", "ffmpeg-zero",
+                                   "ffmpeg-odd", "none"])
+def test_dataloop_fps_sources_same_tables(tmp_path, where):
+    """fps from metadata.fps, metadata.system.fps or the ffmpeg rate 'n/d' (docs/formats.md
+    B5), and the keyframe times from it; a rate Python's float() reads in a way the core does
+    not ('1e3/2') is left to the Python reader."""
+    video = dl_samples.video_item()
+    meta = video["metadata"]
+    meta.pop("fps", None)
+    meta["system"].pop("fps", None)
+    ffmpeg = meta["system"].setdefault("ffmpeg", {})
+    ffmpeg.pop("avg_frame_rate", None)
+    if where == "metadata":
+        meta["fps"], meta["system"]["fps"] = 24, 50
+    elif where == "system":
+        meta["fps"], meta["system"]["fps"] = -1, 29.97
+    elif where.startswith("ffmpeg"):
+        ffmpeg["avg_frame_rate"] = {"ffmpeg": "30000/1001", "ffmpeg-plain": "25",
+                                    "ffmpeg-zero": "25/0", "ffmpeg-odd": "1e3/2"}[where]
+    path = tmp_path / "video.json"
+    path.write_text(json.dumps(video))
+    manifest, tables = both([path], tmp_path)
+    assert manifest["engine"] == ({"core": 0, "python": 1} if where == "ffmpeg-odd"
+                                  else {"core": 1, "python": 0})
+    assert any(t is not None for t in tables["keyframes"].column("time").to_pylist()) == (
+        where not in ("none", "ffmpeg-zero"))
+
+
+def odd_items() -> list[dict]:
+    """Items of unusual shape: every one converts alike with both engines (the core may leave
+    some to the Python reader)."""
+    video = dl_samples.video_item()
+    track = next(a for a in video["annotations"] if "snapshots_" in system_of(a))
+    base = dl_samples.simple_image(1, "odd")
+    ann = base["annotations"][0]
+    odd = [
+        dict(base, id=17),  # an int id
+        dict(base, id=None, _id="old"),
+        {k: v for k, v in base.items() if k != "id"},  # a synthetic id
+        dict(base, createdAt="2024-03-01T12:00:00Z", updatedAt="2024-03-01T12:00:00.5Z"),
+        dict(base, createdAt="2024-03-01T12:00:00+01:00", updatedAt="2024-13-01T12:00:00.000Z"),
+        dict(base, createdAt=17, datasetId=5, annotations="https://gate/annotations"),
+        dict(base, metadata=None, annotations=None),
+        dict(base, **{"~absent": 1}),  # a reserved key: escaped by the Python reader
+        dict(base, name=["x"], metadata={"system": {"mimetype": 3, "width": 1.5, "duration": 7}}),
+        dict(base, annotations=[dict(ann, type=["box"], label=3, creator="x@y", source=1)]),
+        dict(base, annotations=[dict(ann, coordinates=[{"x": 1, "y": 2}, {"x": 0.5, "y": 2**60}])]),
+        dict(base, annotations=[dict(ann, coordinates=[{"x": 5, "y": 2}, {"x": 1, "y": 9}, 30])]),
+        dict(base, annotations=[dict(ann, type="note", coordinates={"box": ann["coordinates"]})]),
+        dict(base, annotations=[dict(ann, type="ellipse", coordinates={
+            "center": {"x": 3, "y": 4}, "rx": 2, "ry": 1.5, "angle": 10})]),
+        dict(base, annotations=[dict(ann, type="cube", coordinates={
+            "front_tl": {"x": 1, "y": 2}, "back_br": {"x": 3, "y": 4}, "angle": 5})]),
+        dict(base, annotations=[dict(ann, type="segment", coordinates=[[{"x": 1, "y": 2}] * 3])]),
+        dict(base, annotations=[dict(ann, type="polyline", coordinates=[])]),
+        dict(base, annotations=[dict(ann, type="text_mark", coordinates={"start": 1, "end": 4})]),
+        dict(base, annotations=[dict(ann, type="text", coordinates="hello")]),
+        dict(base, annotations=[dict(ann, type="subtitle", coordinates={"text": "hi"}, metadata={
+            "system": {"startTime": 1, "endTime": 2.5, "attributes": {"a": 1}}})]),
+        dict(base, annotations=[dict(ann, attributes=None, metadata={"system": {"objectId": 7,
+                                                                               "automated": 1}})]),
+        dict(video, annotations=[dict(track, metadata=dict(track["metadata"], system=dict(
+            system_of(track), snapshots_=[{"frame": 2**60, "objectVisible": 1, "fixed": True,
+                                           "data": "x", "namedAttributes": {"k": 1}}])))]),
+        dict(base, metadata={"system": {"mimetype": "video/mp4", "snapshots_": []}},
+             annotations=[dict(ann, metadata={"system": {"snapshots_": [], "frame": 3}})]),
+    ]
+    return odd
+
+
+def test_odd_dataloop_items_same_tables(tmp_path):
+    items = odd_items()
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps(items))
+    manifest, _ = both([path], tmp_path / "array")
+    assert manifest["engine"]["core"] >= len(items) - 4, manifest["engine"]
+    ndjson = tmp_path / "odd.ndjson"
+    ndjson.write_text("".join(json.dumps(i) + "\n" for i in items))
+    both([ndjson], tmp_path / "ndjson")
+
+
+@pytest.mark.parametrize("case", sorted(dataloop_malformed()))
+def test_bad_dataloop_input_same_error_and_skip(tmp_path, case):
+    data, _ = dataloop_malformed()[case]
+    path = tmp_path / "items.json"
+    path.write_bytes(data)
+    found, skipped = [], []
+    for eng in (None, "python"):
+        with engine(eng), pytest.raises(InputError) as info:
+            convert([str(path)], tmp_path / f"out-{eng}")
+        found.append((info.value.reason, info.value.position, info.value.offset))
+        with engine(eng):
+            try:
+                convert([str(path)], tmp_path / f"skip-{eng}", on_error="skip")
+                skipped.append(read_tables(tmp_path / f"skip-{eng}"))
+            except InputError as exc:
+                skipped.append((exc.reason, exc.position))
+    assert found[0][:2] == found[1][:2]
+    assert (found[0][2] is None) == (found[1][2] is None)
+    assert found[0][2] is None or 0 <= found[0][2] <= found[1][2], found
+    if isinstance(skipped[0], dict) and isinstance(skipped[1], dict):
+        assert_same(*skipped)
+    else:
+        assert skipped[0] == skipped[1]
+
+
+@pytest.mark.slow
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(items=st.lists(dataloop_item, min_size=1, max_size=3), ndjson=st.booleans())
+def test_any_dataloop_export_same_tables(items, ndjson):
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "dataset.json"
+        src.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items) if ndjson
+                       else json.dumps(items, ensure_ascii=False, indent=1))
+        both([src], Path(tmp))
+
+
 # -- fuzz: the entry point itself --------------------------------------------------------------
 
 def call(data: bytes, **kw):
@@ -415,11 +604,14 @@ def test_invalid_utf8_after_converted_tasks_hands_over_at_its_element():
     assert call(cut, eof=True, first=False)[:3] == ("error", len(good) + 1, 1)
 
 
+PLATFORMS = st.sampled_from(core.PLATFORMS)
+
+
 @settings(max_examples=400, deadline=None)
 @given(data=st.binary(max_size=300), array=st.booleans(), eof=st.booleans(),
-       first=st.booleans())
-def test_fuzz_random_bytes(data, array, eof, first):
-    call(data, array=array, eof=eof, first=first)
+       first=st.booleans(), platform=PLATFORMS)
+def test_fuzz_random_bytes(data, array, eof, first, platform):
+    call(data, array=array, eof=eof, first=first, platform=platform)
 
 
 value_like = st.dictionaries(st.sampled_from(["x", "labels", "sequence", "start", "end",
@@ -431,17 +623,27 @@ annotation_like = st.dictionaries(st.sampled_from(["id", "result", "created_at",
                                   json_values_st | st.lists(result_like, max_size=3))
 task_like = st.fixed_dictionaries({"data": json_values_st}, optional={
     "id": json_values_st, "annotations": st.lists(annotation_like, max_size=3)})
+dl_system_like = st.dictionaries(st.sampled_from(["mimetype", "fps", "snapshots_", "frame",
+                                                  "objectId", "ffmpeg", "startTime"]),
+                                 json_values_st | st.just("video/mp4"))
+dl_annotation_like = st.dictionaries(st.sampled_from(["id", "type", "label", "coordinates",
+                                                      "metadata", "createdAt"]),
+                                     json_values_st | st.fixed_dictionaries(
+                                         {"system": dl_system_like}))
+item_like = st.fixed_dictionaries({"id": json_values_st}, optional={
+    "metadata": st.fixed_dictionaries({"system": dl_system_like}),
+    "annotations": st.lists(dl_annotation_like, max_size=3)})
 
 
 @pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(values=st.lists(task_like | json_values_st, max_size=4), cut=st.integers(0, 10_000),
-       array=st.booleans())
-def test_fuzz_random_json(values, cut, array):
+@given(values=st.lists(task_like | item_like | json_values_st, max_size=4),
+       cut=st.integers(0, 10_000), array=st.booleans(), platform=PLATFORMS)
+def test_fuzz_random_json(values, cut, array, platform):
     text = (json.dumps(values) if array else "\n".join(json.dumps(v) for v in values)).encode()
     data = text[1:] if array else text
-    status, used, tasks, declined = call(data, array=array, first=array)
+    status, used, tasks, declined = call(data, array=array, first=array, platform=platform)
     # cut anywhere: never more than the complete elements, never a crash
-    call(data[:cut % (len(data) + 1)], array=array, eof=False, first=array)
+    call(data[:cut % (len(data) + 1)], array=array, eof=False, first=array, platform=platform)
     if status == "end" and declined is None:
         assert tasks == len(values)

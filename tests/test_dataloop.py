@@ -19,9 +19,17 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from helpers import ROOT, SAMPLES, load_script, read_tables, run_cli
+from helpers import (
+    DL,
+    ROOT,
+    dataloop_malformed,
+    folder_items,
+    load_script,
+    read_tables,
+    run_cli,
+    system_of,
+)
 
-DL = SAMPLES / "dataloop"
 EXPORT = DL / "export"
 FPS_VIDEO = 25  # metadata.fps of the sample video
 POLYGONS = {"segment", "polygon", "polyline"}
@@ -30,13 +38,6 @@ samples = load_script("make_dataloop_samples")
 
 
 # -- the source side, read with the json module ----------------------------------------------
-def folder_items(folder: Path) -> list[tuple[str, dict]]:
-    """(file column value, item) of a folder of one-item files, in sorted path order."""
-    files = sorted(folder.rglob("*.json"), key=lambda p: p.relative_to(folder).as_posix())
-    return [(f"{folder}/{f.relative_to(folder).as_posix()}", json.loads(f.read_text("utf-8")))
-            for f in files]
-
-
 def zip_items(path: Path) -> list[tuple[str, dict]]:
     with zipfile.ZipFile(path) as zf:
         return [(f"{path}/{n}", json.loads(zf.read(n))) for n in sorted(zf.namelist())]
@@ -53,10 +54,6 @@ def partition_items(folder: Path) -> list[tuple[str, int, dict]]:
         assert len(lines) == part["itemCount"]
         out += [(f"{folder}/{part['filePath']}", n, item) for n, item in enumerate(lines)]
     return out
-
-
-def system_of(obj: dict, key: str = "metadata") -> dict:
-    return ((obj.get(key) or {}).get("system") or {}) if isinstance(obj.get(key), dict) else {}
 
 
 def ts(text: str | None) -> datetime | None:
@@ -409,27 +406,10 @@ def test_zip_with_unsafe_member_path_is_refused(tmp_path, member):
     assert not (tmp_path / "evil.json").exists() and not Path("/etc/evil.json").exists()
 
 
-def malformed(tmp_path: Path) -> dict[str, tuple[bytes, list[str]]]:
-    _, item = folder_items(EXPORT / "json" / "reviews")[0]
-    line = json.dumps(item)
-    bad_ann = dict(item, annotations=["not an annotation"])
-    bad_snap = folder_items(EXPORT / "json" / "clips")[0][1]
-    system_of(bad_snap["annotations"][0])["snapshots_"].append(17)
-    return {
-        "ndjson_array_line": ((line + "\n[1, 2]\n").encode(), ["task 1", "expected a Dataloop item object, got an array"]),
-        "annotation_string": (json.dumps(bad_ann).encode(), ["task 0", "annotation 0 is a string"]),
-        "snapshot_number": (json.dumps(bad_snap).encode(), ["snapshot 4 is a number"]),
-        "truncated": (line[: len(line) // 2].encode(), ["truncated JSON"]),
-        "not_an_item": ((line + '\n{"datasetId": "x", "hello": 1}\n').encode(), ["task 1", "not a Dataloop item"]),
-        "shebang_without_elements": (b'{"shebang": "dataloop", "metadata": {"dltype": "prompt"}, "prompts": {}}',
-                                     ["without an 'elements' list", "'prompt'"]),
-    }
-
-
 @pytest.mark.parametrize("case", ["ndjson_array_line", "annotation_string", "snapshot_number",
                                   "truncated", "not_an_item", "shebang_without_elements"])
 def test_malformed_items_give_a_clear_error_and_no_output(tmp_path, case):
-    data, words = malformed(tmp_path)[case]
+    data, words = dataloop_malformed()[case]
     path = tmp_path / "items.json"
     path.write_bytes(data)
     out = tmp_path / "out"
@@ -437,7 +417,7 @@ def test_malformed_items_give_a_clear_error_and_no_output(tmp_path, case):
 
 
 def test_skip_leaves_out_the_bad_item_only(tmp_path):
-    data, _ = malformed(tmp_path)["ndjson_array_line"]
+    data, _ = dataloop_malformed()["ndjson_array_line"]
     path = tmp_path / "items.ndjson"
     path.write_bytes(data)
     out = tmp_path / "out"

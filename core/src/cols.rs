@@ -3,7 +3,7 @@
 //! declined task. `finish` turns a column into one Arrow array and empties it.
 
 use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::{new_null_array, ArrayRef, BooleanArray, ListArray, PrimitiveArray, StringArray};
+use arrow_array::{ArrayRef, BooleanArray, ListArray, PrimitiveArray, StringArray};
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field};
 use std::sync::Arc;
@@ -23,11 +23,6 @@ fn nulls(valid: &[bool]) -> Option<NullBuffer> {
 fn offsets(offs: Vec<i32>) -> OffsetBuffer<i32> {
     // ok: offsets are pushed non-decreasing from 0 by this module only
     OffsetBuffer::new(ScalarBuffer::from(offs))
-}
-
-pub fn points_type() -> DataType {
-    let inner = DataType::List(Arc::new(Field::new("item", DataType::Float64, true)));
-    DataType::List(Arc::new(Field::new("item", inner, true)))
 }
 
 // -- strings ------------------------------------------------------------------------------------
@@ -358,16 +353,6 @@ impl Finish for PointsCol {
             self.valid.truncate(n);
         }
     }
-}
-
-/// A column this reader never fills (Dataloop's): all nulls of its type.
-pub struct NullCol(pub DataType);
-
-impl Finish for NullCol {
-    fn finish(&mut self, n: usize) -> ArrayRef {
-        new_null_array(&self.0, n)
-    }
-    fn truncate(&mut self, _n: usize) {}
 }
 
 use arrow_array::Array;

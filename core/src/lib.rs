@@ -1,8 +1,10 @@
-//! annostream_core: Label Studio tasks to the five tables' Arrow batches, at the speed of the
-//! parse. The Python reader (stream/formats/labelstudio.py) is the specification and the
-//! fallback: a task this crate is not sure about is declined and converted there.
+//! annostream_core: Label Studio tasks and Dataloop items to the five tables' Arrow batches, at
+//! the speed of the parse. The Python readers (stream/formats/labelstudio.py, dataloop.py) are
+//! the specification and the fallback: a task this crate is not sure about is declined and
+//! converted there. The loop (engine.rs) is one for both platforms (rows.rs `Platform`).
 
 mod cols;
+mod dl;
 mod engine;
 mod json;
 mod ls;
@@ -58,6 +60,7 @@ fn convert<'py>(py: Python<'py>, data: &[u8], file: &str, position: i64, contain
                 platform: &str) -> PyResult<Bound<'py, PyTuple>> {
     let run = match platform {
         "labelstudio" => run::<ls::Ls>,
+        "dataloop" => run::<dl::Dl>,
         _ => return Err(PyValueError::new_err(format!("annostream_core: no platform {platform:?}"))),
     };
     // the GIL is released while parsing: Python writes the previous batches meanwhile

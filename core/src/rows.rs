@@ -143,21 +143,29 @@ pub fn num(v: Option<&V>) -> Option<f64> {
     }
 }
 
-/// `ts_fit` for the platform's own spelling (2021-03-09T21:52:49.513742Z): microseconds
-/// since the epoch, or None when Python's fromisoformat would refuse the date; any other
-/// spelling is declined.
-pub fn ts_canonical(s: &str) -> R<Option<i64>> {
+/// `ts_fit` for a UTC time spelled with 'Z' and no more than 6 fraction digits
+/// (2021-03-09T21:52:49.513742Z): (microseconds since the epoch, and whether the spelling is
+/// the platform's own, with `digits` fraction digits, so the column restores it), or None when
+/// Python's fromisoformat would refuse the date; any other spelling is declined.
+pub fn ts_utc(s: &str, digits: usize) -> R<Option<(i64, bool)>> {
     let b = s.as_bytes();
-    let digit = |i: usize| b[i].is_ascii_digit(); // ok: i < 27 == b.len(), checked first
-    if b.len() != 27 || !(b'1'..=b'9').contains(&b[0]) || ![1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+    if b.len() < 20 || b.len() > 27 || b[b.len() - 1] != b'Z' {
+        return Err(Decline);
+    }
+    let z = b.len() - 1; // the fraction is b[20..z], after a '.' at 19
+    let digit = |i: usize| b[i].is_ascii_digit(); // ok: i < z < b.len()
+    if !(b'1'..=b'9').contains(&b[0]) || ![1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
         .iter().all(|&i| digit(i)) || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':'
-        || b[16] != b':' || b[19] != b'.' || !(20..26).all(digit) || b[26] != b'Z'
+        || b[16] != b':' || (z > 19 && b[19] != b'.') || !(20..z).all(digit)
     {
         return Err(Decline);
     }
     let num = |a: usize, z: usize| b[a..z].iter().fold(0i64, |n, c| n * 10 + (c - b'0') as i64);
+    let fraction = z.saturating_sub(20); // "…:00.Z" is read too, as no fraction
+    let us = if fraction > 0 { num(20, z) * 10i64.pow(6 - fraction as u32) } else { 0 };
+    let own = z > 19 && fraction == digits;
     let (y, mo, d) = (num(0, 4), num(5, 7), num(8, 10));
-    let (h, mi, sec, us) = (num(11, 13), num(14, 16), num(17, 19), num(20, 26));
+    let (h, mi, sec) = (num(11, 13), num(14, 16), num(17, 19));
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     let days_in = match mo {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -176,7 +184,7 @@ pub fn ts_canonical(s: &str) -> R<Option<i64>> {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146097 + doe - 719468;
-    Ok(Some(((days * 24 + h) * 60 + mi) * 60 * 1_000_000 + sec * 1_000_000 + us))
+    Ok(Some((((days * 24 + h) * 60 + mi) * 60 * 1_000_000 + sec * 1_000_000 + us, own)))
 }
 
 // -- the reader -----------------------------------------------------------------------------
@@ -263,12 +271,26 @@ pub fn id_col<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut StrCol, i: usiz
     Ok(Some(text))
 }
 
+/// A timestamp key spelled with microseconds (Label Studio) into its column.
 pub fn ts_col<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut TsCol, i: usize, extra: &mut Extra<'a>,
               m: &mut Misuse) -> R<()> {
+    ts_col_digits(obj, key, col, i, extra, 6, m)
+}
+
+/// `fill_ts`: a timestamp key into its column (the platform spells it with `digits` fraction
+/// digits); another type, or a date Python refuses, stays in `extra`.
+#[allow(clippy::too_many_arguments)]
+pub fn ts_col_digits<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut TsCol, i: usize,
+                         extra: &mut Extra<'a>, digits: usize, m: &mut Misuse) -> R<()> {
     if let Some(v) = get(obj, key) {
         match v {
-            V::Str(s) => match ts_canonical(s)? {
-                Some(us) => col.0.put(i, us, m),
+            V::Str(s) => match ts_utc(s, digits)? {
+                Some((us, own)) => {
+                    col.0.put(i, us, m);
+                    if !own {
+                        extra.keep(key, v);
+                    }
+                }
                 None => extra.keep(key, v),
             },
             _ => extra.keep(key, v),

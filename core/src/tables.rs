@@ -3,7 +3,7 @@
 
 use crate::cols::*;
 use arrow_array::{ArrayRef, StructArray};
-use arrow_schema::{DataType, Field, Fields};
+use arrow_schema::{Field, Fields};
 
 /// What links a row to its task (`task_position` is the task's `position`) and, for the rows
 /// of an annotation's results, to that annotation.
@@ -108,12 +108,12 @@ table!(Tasks {
     total_annotations: I64Col = d(),
     cancelled_annotations: I64Col = d(),
     total_predictions: I64Col = d(),
-    media_name: NullCol = NullCol(DataType::Utf8),
-    mimetype: NullCol = NullCol(DataType::Utf8),
-    width: NullCol = NullCol(DataType::Int64),
-    height: NullCol = NullCol(DataType::Int64),
-    fps: NullCol = NullCol(DataType::Float64),
-    duration: NullCol = NullCol(DataType::Float64),
+    media_name: StrCol = d(),
+    mimetype: StrCol = d(),
+    width: I64Col = d(),
+    height: I64Col = d(),
+    fps: F64Col = d(),
+    duration: F64Col = d(),
     list_keys: StrListCol = d(),
     extra: StrCol = d(),
 });
@@ -132,8 +132,8 @@ table!(Annotations links to task {
     created_at: TsCol = d(),
     updated_at: TsCol = d(),
     updated_by: StrCol = d(),
-    automated: NullCol = NullCol(DataType::Boolean),
-    origin: NullCol = NullCol(DataType::Utf8),
+    automated: BoolCol = d(),
+    origin: StrCol = d(),
     result_count: I64Col = d(),
     list_keys: StrListCol = d(),
     extra: StrCol = d(),
@@ -170,7 +170,7 @@ table!(Results links to annotation {
     number: F64Col = d(),
     frame_start: I64Col = d(),
     frame_end: I64Col = d(),
-    attributes: NullCol = NullCol(DataType::Utf8),
+    attributes: StrCol = d(),
     value: StrCol = d(),
     extra: StrCol = d(),
 });
@@ -196,12 +196,12 @@ table!(Keyframes links to annotation {
     width: F64Col = d(),
     height: F64Col = d(),
     rotation: F64Col = d(),
-    points: NullCol = NullCol(points_type()),
+    points: PointsCol = d(),
     auto: BoolCol = d(),
-    label: NullCol = NullCol(DataType::Utf8),
-    attributes: NullCol = NullCol(DataType::Utf8),
-    fixed: NullCol = NullCol(DataType::Boolean),
-    r#type: NullCol = NullCol(DataType::Utf8),
+    label: StrCol = d(),
+    attributes: StrCol = d(),
+    fixed: BoolCol = d(),
+    r#type: StrCol = d(),
     extra: StrCol = d(),
 });
 

@@ -227,7 +227,7 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
             log.info("%s: Dataloop export manifest (it lists the partition files): "
                      "not items, skipped", src.name)
             return stats
-        use_core = (plan.platform == "labelstudio" and plan.container in ("array", "object")
+        use_core = (plan.platform in core.PLATFORMS and plan.container in ("array", "object")
                     or plan.platform == "ner") and core.enabled()
         objs, add = _objects(plan, reader, src.name, readers, use_core, max_depth)
         out = readers.out

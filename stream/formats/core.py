@@ -1,13 +1,13 @@
-"""The compiled core (`core/`, Rust) at the Label Studio reader seam.
+"""The compiled core (`core/`, Rust) at the reader seam of Label Studio and Dataloop.
 
 `annostream_core.convert` turns a run of array elements into the five tables' Arrow batches
 in one call, several MB at a time, so Python does per-chunk rather than per-task work. It
 declines every task it is not sure about (a reserved `extra` key, an unusual timestamp, an
-int beyond 64 bits, ...): that task's bytes are parsed here and go to `LabelStudio.add` like
-any task, and a stretch the core cannot parse (a syntax error, a lone surrogate) is handed to
-ijson from its element start, exactly as `ArrayItems` does, so errors, positions, byte
-offsets and `--on-error skip` stay those of the Python reader, which remains the
-specification. Without the built extension, or with ANNOSTREAM_ENGINE=python, the Python
+int beyond 64 bits, ...): that task's bytes are parsed here and go to its platform reader's
+`add` like any task, and a stretch the core cannot parse (a syntax error, a lone surrogate)
+is handed to ijson from its element start, exactly as `ArrayItems` does, so errors,
+positions, byte offsets and `--on-error skip` stay those of the Python reader, which remains
+the specification. Without the built extension, or with ANNOSTREAM_ENGINE=python, the Python
 reader converts everything.
 """
 from __future__ import annotations
@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover - depends on the machine
     annostream_core = None
 
 ENGINE = "ANNOSTREAM_ENGINE"
+PLATFORMS = ("labelstudio", "dataloop")  # whose tasks or items the core converts
 FEED = 1 << 20  # bytes of elements handed to the core per call (more for one big element): a
 # few MB make the per-call Python work negligible; the memory a call needs grows with it
 
@@ -44,7 +45,7 @@ BIG = 256 << 20  # an element this long is not parsed by the core (core/src/lib.
 
 
 def enabled() -> bool:
-    """The core converts Label Studio arrays unless absent or ANNOSTREAM_ENGINE=python."""
+    """The core converts unless absent or ANNOSTREAM_ENGINE=python."""
     return annostream_core is not None and os.environ.get(ENGINE, "").lower() != "python"
 
 
