@@ -195,6 +195,8 @@ class ArrayItems:
     multiple_values=True)`; `offset` is the byte offset of the current element (near it once
     ijson has taken over). Either way no parser sees more than `limit` levels of nesting."""
 
+    _item, _opening = "item", b"["  # the elements' ijson prefix, and what opens their array
+
     def __init__(self, read: Callable[[int], bytes], limit: int = MAX_DEPTH,
                  array: bool = True) -> None:
         self._read, self._max_depth, self._array = read, limit, array
@@ -260,6 +262,6 @@ class ArrayItems:
 
         rest = Limited(Rest().read, self._max_depth, self._ijson_base)
         if self._array:
-            yield from items(rest, "item")
+            yield from items(rest, self._item)
         else:
             yield from items(rest, "", multiple_values=True)

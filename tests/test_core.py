@@ -217,16 +217,21 @@ def dataloop_items(path: Path) -> int:
     values = json_values(path)
     if len(values) == 1 and isinstance(values[0], list):
         return len(values[0])
+    if len(values) == 1 and "elements" in values[0]:  # a text-classification document
+        return len(values[0]["elements"])
+    if len(values) == 1 and set(values[0]) == {"annotations"}:  # the docs' wrapper
+        return len(values[0]["annotations"])
     return sum(1 for v in values if isinstance(v, dict) and "manifestVersion" not in v)
 
 
-DL_ITEMS = [DL / "dataset_export.json", DL / "export", DL / "farm_export.zip", DL / "v3_export"]
+DL_ITEMS = [DL / "dataset_export.json", DL / "docs_wrapper.json", DL / "export",
+            DL / "farm_export.zip", DL / "text_classification.json", DL / "v3_export"]
 
 
 def test_dataloop_samples_same_tables_and_the_core_takes_the_items(tmp_path):
     manifest, _ = both([DL], tmp_path)
     dl_tasks = sum(dataloop_items(p) for p in DL_ITEMS)
-    # every Dataloop item of an array, a per-item file or an NDJSON partition
+    # every Dataloop item and text-classification element
     assert manifest["engine"]["core"] == dl_tasks, (manifest["engine"], dl_tasks)
 
 
@@ -409,11 +414,83 @@ def test_any_label_studio_export_same_tables(tasks):
 
 # -- Dataloop items ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", sorted(DL.iterdir()), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", DL_ITEMS, ids=lambda p: p.name)
 def test_dataloop_sample_same_tables(tmp_path, path):
     manifest, _ = both([path], tmp_path)
-    if path in DL_ITEMS:
-        assert manifest["engine"] == {"core": dataloop_items(path), "python": 0}
+    assert manifest["engine"] == {"core": dataloop_items(path), "python": 0}
+
+
+def test_dataloop_samples_are_all_covered():
+    assert sorted(DL_ITEMS) == sorted(DL.iterdir())
+
+
+WRAPPERS = {  # id: (the text around the items array, the items; the core's share)
+    "plain": ('{"annotations": %s}', 40, 40),
+    "pretty": ('\n {\n  "annotations" :\n %s\n }\n', 40, 40),
+    "more_keys": ('{"annotations": %s, "next": {"a": [1]}}', 3, 3),
+    "escaped_key": ('{"annot\\u0061tions": %s}', 3, 0),  # read by the Python reader
+}
+
+
+@pytest.mark.parametrize("id", WRAPPERS)
+def test_dataloop_wrapper_same_tables(tmp_path, id):
+    text, n, share = WRAPPERS[id]
+    items = generated_items()[:n]
+    path = tmp_path / "wrapper.json"
+    path.write_text(text % json.dumps(items, indent=1 if id == "pretty" else None))
+    manifest, tables = both([path], tmp_path / "out")
+    assert tables["tasks"].column("container").to_pylist() == ["wrapper"] * n
+    assert manifest["engine"]["core"] == share, manifest["engine"]
+
+
+BAD_WRAPPERS = {  # id: the wrapper text around the items array's JSON text
+    "truncated_after": lambda items: '{"annotations": ' + items,
+    "garbage_after": lambda items: '{"annotations": ' + items + "} x",
+    "not_an_item": lambda items: '{"annotations": ' + items[:-1] + ", 5]}",
+    "truncated_inside": lambda items: '{"annotations": ' + items[:-30],
+}
+
+
+@pytest.mark.parametrize("id", BAD_WRAPPERS)
+def test_bad_dataloop_wrapper_same_error(tmp_path, id):
+    path = tmp_path / "wrapper.json"
+    path.write_text(BAD_WRAPPERS[id](json.dumps(generated_items()[:5])))
+    found = []
+    for eng in (None, "python"):
+        with engine(eng), pytest.raises(InputError) as info:
+            convert([str(path)], tmp_path / f"out-{eng}")
+        found.append((info.value.reason, info.value.position, info.value.offset))
+    assert found[0][:2] == found[1][:2], found
+    assert found[0][2] is None or 0 <= found[0][2] <= found[1][2], found
+
+
+ELEMENT_DOCS = {  # id: (the document, the core's share)
+    "sample": (dl_samples.text_classification(), 4),
+    "empty": (dict(dl_samples.text_classification(), elements=[]), 0),
+    "odd_elements": (dict(dl_samples.text_classification(), elements=[
+        {"key": "a", "annotatable": 1}, {"key": "b", "annotatable": True, "n": [1.5, None]},
+        {}]), 3),
+    "element_number": (dict(dl_samples.text_classification(), elements=[{"key": "a"}, 5]), None),
+    "elements_object": (dict(dl_samples.text_classification(), elements={"key": "a"}), None),
+}
+
+
+@pytest.mark.parametrize("id", ELEMENT_DOCS)
+def test_dataloop_elements_same_tables_or_error(tmp_path, id):
+    doc, share = ELEMENT_DOCS[id]
+    path = tmp_path / "text.json"
+    path.write_text(json.dumps(doc))
+    if share is None:  # the Python reader raises: the same error with both engines
+        found = []
+        for eng in (None, "python"):
+            with engine(eng), pytest.raises(InputError) as info:
+                convert([str(path)], tmp_path / f"out-{eng}")
+            found.append((info.value.reason, info.value.position))
+        assert found[0] == found[1]
+        return
+    manifest, tables = both([path], tmp_path / "out")
+    assert manifest["engine"]["core"] == share
+    assert tables["tasks"].num_rows == len(doc["elements"])
 
 
 def generated_items() -> list[dict]:
@@ -604,7 +681,7 @@ def test_invalid_utf8_after_converted_tasks_hands_over_at_its_element():
     assert call(cut, eof=True, first=False)[:3] == ("error", len(good) + 1, 1)
 
 
-PLATFORMS = st.sampled_from(core.PLATFORMS)
+PLATFORMS = st.sampled_from(sorted(core.PLATFORMS))
 
 
 @settings(max_examples=400, deadline=None)

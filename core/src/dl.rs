@@ -44,6 +44,7 @@ impl Plan for Shape {
     fn key(self, key: &str) -> Shape {
         match self {
             Shape::Item if key == "annotations" => Shape::Annotations,
+            Shape::Item if key == "elements" => Shape::Tree, // a text-classification document's
             Shape::Item if ITEM_KNOWN.contains(&key) || key == "itemMetadata" || key == "_id" => Shape::Tree,
             Shape::Annotation if ANNOTATION_KNOWN.contains(&key) => Shape::Tree,
             Shape::Item | Shape::Annotation => Shape::Text,
@@ -64,12 +65,15 @@ pub struct Dl;
 impl Platform for Dl {
     type Shape = Shape;
 
-    fn add(out: &mut Out, v: &V, cx: &mut Ctx) -> R<()> {
+    fn add(out: &mut Out, v: &V, cx: &mut Ctx) -> R<usize> {
         let V::Obj(obj) = v else { return Err(Decline) }; // the Python reader raises
+        if cx.container == "elements" {
+            return elements(out, obj, cx);
+        }
         if !ITEM_MARKERS.iter().any(|k| has(obj, k)) {
             return Err(Decline);
         }
-        item(out, obj, cx)
+        item(out, obj, cx).map(|_| 1)
     }
 }
 
@@ -354,6 +358,33 @@ fn item(out: &mut Out, obj: &Obj, cx: &Ctx) -> R<()> {
         }
     }
     Ok(())
+}
+
+/// `_element`: every element of a text-classification document (`"shebang": "dataloop"`) is
+/// a tasks row, its `meta` the document's other keys; the document is one item's content.
+fn elements(out: &mut Out, doc: &Obj, cx: &Ctx) -> R<usize> {
+    let Some(V::Arr(els)) = get(doc, "elements") else { return Err(Decline) };
+    let mut meta = Vec::new();
+    dump_obj(doc.iter().filter(|(k, _)| k != "elements").map(|(k, v)| (&**k, v)), &mut meta);
+    let meta = String::from_utf8(meta).map_err(|_| Decline)?;
+    let (t, m) = (&mut out.t, &mut out.misuse);
+    for (p, el) in els.iter().enumerate() {
+        let V::Obj(eo) = el else { return Err(Decline) }; // the Python reader raises
+        let (i, position) = (t.n, cx.position + p as i64);
+        t.source.put(i, SOURCE, m);
+        t.task_id.put(i, &format!("~{}#{}", cx.file, position), m);
+        t.position.put(i, position, m);
+        t.file.put(i, cx.file, m);
+        t.container.put(i, cx.container, m);
+        let annotatable = matches!(get(eo, "annotatable"), Some(V::Bool(true)));
+        t.form.put(i, if annotatable { "element" } else { "context" }, m);
+        t.data.put_with(i, m, |o| dump(el, o));
+        t.meta.put(i, &meta, m);
+        t.list_keys.put(i, std::iter::empty(), m);
+        t.extra.put(i, "{}", m);
+        t.n += 1;
+    }
+    Ok(els.len())
 }
 
 /// What an item's media type means for its annotations.

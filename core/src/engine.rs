@@ -145,14 +145,14 @@ pub fn run<P: Platform>(data: &[u8], file: &str, position: i64, container: &str,
             // reserved at once (untouched pages cost nothing) rather than doubled into
             r.out.reserve(used);
         }
-        let declined = unsure || used > MAX_ELEMENT || r.out.add::<P>(&v, &mut cx).is_err();
+        let added = if unsure || used > MAX_ELEMENT { None } else { r.out.add::<P>(&v, &mut cx).ok() };
         r.consumed = next;
-        if declined {
+        let Some(added) = added else {
             r.declined = Some((pos, end));
             r.status = status;
             return r;
-        }
-        r.tasks += 1;
+        };
+        r.tasks += added as i64;
         if status == Status::End {
             r.status = Status::End;
             return r;

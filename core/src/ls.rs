@@ -115,8 +115,8 @@ pub struct Ls;
 impl Platform for Ls {
     type Shape = Shape;
 
-    fn add(out: &mut Out, v: &V, cx: &mut Ctx) -> R<()> {
-        out.add_task(v, cx)
+    fn add(out: &mut Out, v: &V, cx: &mut Ctx) -> R<usize> {
+        out.add_task(v, cx).map(|_| 1)
     }
 }
 

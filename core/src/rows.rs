@@ -18,10 +18,11 @@ pub const LISTED: &str = "~list";
 const RESERVED: [&str; 3] = ["~absent", "~list", "~escaped"];
 
 /// A platform for the engine's loop (engine.rs): the plan its elements are parsed with, and
-/// one element into rows of `out` (on `Err(Decline)` the engine drops its rows).
+/// one element into rows of `out`, returning how many tasks it was (one, or the elements of a
+/// Dataloop text-classification document); on `Err(Decline)` the engine drops its rows.
 pub trait Platform {
     type Shape: Plan;
-    fn add(out: &mut Out, v: &V, cx: &mut Ctx) -> R<()>;
+    fn add(out: &mut Out, v: &V, cx: &mut Ctx) -> R<usize>;
 }
 
 /// A value of an `extra` object: the input's own, or one the converter adds.
@@ -231,8 +232,9 @@ impl Out {
         self.k.truncate(m[4]);
     }
 
-    /// One element into rows by platform `P`, or Err(Decline) with no rows added.
-    pub fn add<P: Platform>(&mut self, v: &V, cx: &mut Ctx) -> R<()> {
+    /// One element into rows by platform `P` (how many tasks), or Err(Decline) with no rows
+    /// added.
+    pub fn add<P: Platform>(&mut self, v: &V, cx: &mut Ctx) -> R<usize> {
         let marks = self.marks();
         let res = P::add(self, v, cx);
         if res.is_err() {

@@ -227,7 +227,7 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
             log.info("%s: Dataloop export manifest (it lists the partition files): "
                      "not items, skipped", src.name)
             return stats
-        use_core = (plan.platform in core.PLATFORMS and plan.container in ("array", "object")
+        use_core = (plan.container in core.PLATFORMS.get(plan.platform, ())
                     or plan.platform == "ner") and core.enabled()
         objs, add = _objects(plan, reader, src.name, readers, use_core, max_depth)
         out = readers.out
@@ -320,6 +320,10 @@ def _objects(plan: Plan, reader: InputStream, name: str, readers: Readers, use_c
         return (core.objects(tasks, name, plan.container, max_depth) if use_core else tasks,
                 readers.get("labelstudio", name).add)
     if plan.container == "elements":
+        if use_core:
+            return (core.elements(reader.read, name,
+                                  lambda read: read_elements(Limited(read, max_depth), name)),
+                    readers.get("dataloop", name).add)
         return read_elements(limited, name), readers.get("dataloop", name).add
     add = readers.get(plan.platform, name).add
     if use_core:

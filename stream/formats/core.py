@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,7 +36,10 @@ except ImportError:  # pragma: no cover - depends on the machine
     annostream_core = None
 
 ENGINE = "ANNOSTREAM_ENGINE"
-PLATFORMS = ("labelstudio", "dataloop")  # whose tasks or items the core converts
+# whose tasks or items the core converts, from inputs of which containers (sniff's Plan)
+PLATFORMS = {"labelstudio": ("array", "object"),
+             "dataloop": ("array", "object", "wrapper", "elements")}
+WRAPPER = re.compile(rb'[ \t\r\n]*\{[ \t\r\n]*"annotations"[ \t\r\n]*:[ \t\r\n]*\[')
 FEED = 1 << 20  # bytes of elements handed to the core per call (more for one big element): a
 # few MB make the per-call Python work negligible; the memory a call needs grows with it
 
@@ -95,8 +99,12 @@ class CoreItems(ArrayItems):
         self._file, self._container, self._position = file, container, position
         self._platform = platform
         self._array, self._start, self._first, self._limit = array, start, first, limit
+        self._wrapper = container == "wrapper"
+        if self._wrapper:  # the Dataloop docs' {"annotations": [items]}: one level further in
+            self._item, self._opening = "annotations.item", b'{"annotations":['
         self._fallback: Callable[[int, bytes], Iterator[object]] = (
-            (lambda at, pending: self._ijson(at, pending, b"[")) if array else self._values)
+            (lambda at, pending: self._ijson(at, pending, self._opening)) if array
+            else self._values)
         self.offset = start
 
     def _items(self) -> Iterator[object]:
@@ -162,12 +170,12 @@ class CoreItems(ArrayItems):
         buf, base, eof, first = b"", self._start, False, self._first and self._array
         if first:
             head = self._read(FEED)
-            at = len(head) - len(head.lstrip(WHITESPACE))
-            if head[at:at + 1] != b"[" or first_key(head, at + 1) is None:
+            at = self._opened(head)
+            if at is None or first_key(head, at) is None:
                 # not an array of objects: ijson reads it all, as ArrayItems does
                 yield "rest", self._ijson(0, head, b""), None, True
                 return
-            buf, base = head[at + 1:], at + 1
+            buf, base = head[at:], at
         position = self._position
         convert = annostream_core.convert
         more, gathered = not buf, False
@@ -215,6 +223,15 @@ class CoreItems(ArrayItems):
                 yield "rest", self._fallback(base, buf), None, True  # ArrayItems
                 return
 
+    def _opened(self, head: bytes) -> int | None:
+        """Where the elements start in `head`, the stream's first bytes: after the array's
+        `[` (a wrapper's `{"annotations": [`), or None when it does not open so."""
+        if self._wrapper:
+            found = WRAPPER.match(head)
+            return found.end() if found else None
+        at = len(head) - len(head.lstrip(WHITESPACE))
+        return at + 1 if head[at:at + 1] == b"[" else None
+
     def _more(self, buf: bytes, gathered: bool) -> tuple[bytes, bool, bool]:
         """`buf`, an incomplete element at its start, with more bytes; whether the stream
         ended; whether the element was read to its end. A feed; an element longer than a
@@ -246,7 +263,10 @@ class CoreItems(ArrayItems):
     def _trailing(self, tail: bytes, at: int, eof: bool) -> Iterator[object] | None:
         """What follows the closing bracket of a whole array (`tail`, at byte `at`): None
         when it is only whitespace to the end (read to the end first, as ArrayItems does
-        before its last element), else ijson over it, which says why it is wrong."""
+        before its last element), else ijson over it, which says why it is wrong. The rest
+        of a wrapper object always goes to ijson (a few bytes: its closing brace)."""
+        if self._wrapper:
+            return self._ijson(at - 1, b"]" + tail, self._opening)
         while not tail.lstrip(WHITESPACE) and not eof:
             chunk = self._read(FEED)
             eof = not chunk
@@ -260,8 +280,9 @@ class CoreItems(ArrayItems):
         """A task the core declined, parsed here; TooDeep when it nests beyond the limit
         (the core declines what it nests too deep to convert)."""
         obj = decode(buf[s:e])
-        if buf.count(b"[", s, e) + buf.count(b"{", s, e) + self._array > self._max_depth:
-            hit = too_deep(bytes(buf[s:e]), self._max_depth, int(self._array))
+        outer = 2 if self._wrapper else int(self._array)  # the levels around an element
+        if buf.count(b"[", s, e) + buf.count(b"{", s, e) + outer > self._max_depth:
+            hit = too_deep(bytes(buf[s:e]), self._max_depth, outer)
             if hit >= 0:
                 raise TooDeep(base + s + hit, self._max_depth)
         return obj
@@ -284,8 +305,8 @@ def items(read: Callable[[int], bytes], file: str, container: str, platform: str
           max_depth: int = MAX_DEPTH) -> CoreItems:
     """The tasks or items of a whole stream: one JSON array, or objects (NDJSON, a per-task
     file)."""
-    return CoreItems(read, file, container, 0, array=container == "array", max_depth=max_depth,
-                     platform=platform)
+    return CoreItems(read, file, container, 0, array=container in ("array", "wrapper"),
+                     max_depth=max_depth, platform=platform)
 
 
 NESTING = 8  # levels a task made in Python may add above an input value it holds (a NER
@@ -336,3 +357,22 @@ def objects(objs: Iterator[Any], file: str, container: str,
         if size >= FEED:
             yield from convert()
     yield from convert()
+
+
+def elements(read: Callable[[int], bytes], file: str,
+             python: Callable[[Callable[[int], bytes]], Iterator[object]]) -> Iterator[object]:
+    """The tasks of a Dataloop text-classification document (container 'elements') in one
+    call, as CoreBatches: the Python reader holds the document whole too (one item's
+    content). A document the core declines or cannot parse goes to `python` (the Python
+    reader over the same bytes), which converts it or says why it is wrong."""
+    data = b"".join(iter(lambda: read(FEED), b""))  # bounded: one item's content
+    try:
+        status, _, tasks, declined, batches = annostream_core.convert(
+            data, file, 0, "elements", False, True, False, None, "dataloop")
+    except RuntimeError as exc:
+        raise AnnostreamError(f"{exc}; set {ENGINE}=python to convert without it") from exc
+    if status == "end" and declined is None:
+        if batches is not None:
+            yield CoreBatch(batches, tasks)
+        return
+    yield from python(io.BytesIO(data).read)
