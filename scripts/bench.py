@@ -252,15 +252,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.dataloop_files:
         folder = dataloop_folder(args.dataloop_files)
         size = folder_size(folder)
-        out = str(scratch / "out")
-        named = {f"annostream, {args.dataloop_files:,} Dataloop files, 1 worker":
-                 ([PY, "-m", "stream", "convert", str(folder), "-o", out, "-q", "--workers", "1"],
-                  size),
-                 f"annostream, {args.dataloop_files:,} Dataloop files, all cores":
-                 ([PY, "-m", "stream", "convert", str(folder), "-o", out, "-q"], size)}
+        convert = [PY, "-m", "stream", "convert", str(folder), "-o", str(scratch / "out"), "-q"]
+        files = f"annostream, {args.dataloop_files:,} Dataloop files"
+        named = {f"{files}, 1 worker": (convert + ["--workers", "1"], size),
+                 f"{files}, all cores": (convert, size),
+                 f"{files}, 1 worker, python engine":
+                 (["env", "ANNOSTREAM_ENGINE=python"] + convert + ["--workers", "1"], size)}
         print(f"{folder.name} ({size / 1e6:,.1f} MB)", file=sys.stderr)
         runs = run(named, args.repeat, scratch)
         table += [row(f"{size / 1e6:.1f}MB", name, ms) for name, ms in runs.items()]
+        r = ratio(runs, f"{files}, 1 worker", f"{files}, 1 worker, python engine")
+        ratios.append([f"{size / 1e6:.1f}MB", "Dataloop files: core / python engine, 1 worker",
+                       "n/a" if r is None else f"{r:.2f}", "", ""])
     if args.big_task:
         path = DATA / f"big_task_{args.big_task:g}MB.json"
         generate(["--big-task", str(args.big_task), "--seed", "1", "-o", str(path)], path)
