@@ -20,6 +20,7 @@ from .tables import TABLES, Table
 DEFAULT_BATCH_ROWS = 65536
 COMPACT_ROWS = 4096  # rows per table held as Python objects before they become Arrow arrays
 BATCH_BYTES = 8 << 20  # a batch of wide rows (long texts, big values) is written earlier
+CHUNKS = 64  # Arrow tables a buffer holds before it joins them into one (Buffer.extend)
 
 Sink = Callable[[str, pa.Table], None]  # (table name, a batch of its rows)
 
@@ -67,6 +68,7 @@ class Buffer:
         self.base = 0  # rows before this are in self._done
         self.done_bytes = 0
         self._done: list[pa.Table] = []
+        self._fresh = 0  # tables extended since the last join (Buffer.extend)
         self._dense: dict[str, list] = {}
         self._sparse: dict[str, dict[int, Any]] = {}
         self._runs: dict[str, list[tuple[int, int, list | None, Any]]] = {}
@@ -123,10 +125,20 @@ class Buffer:
             self.base = self.n
 
     def extend(self, t: pa.Table) -> None:
-        """Rows already built as Arrow (by the compiled core), after the buffered ones."""
+        """Rows already built as Arrow (by the compiled core), after the buffered ones.
+
+        A folder of one-task files gives one small table per file: every CHUNKS of them
+        become one table, since each chunk costs some KB of Arrow objects while it is held and
+        its own pass in the Parquet writer (10,000 held chunks took 1.1 GB and 9 s to write).
+        A row is copied once; a batch holds at most 1/CHUNKS as many tables as it has rows.
+        """
         if t.num_rows:
             self.compact()
             self._done.append(t)
+            self._fresh += 1
+            if self._fresh == CHUNKS:
+                self._done[-CHUNKS:] = [pa.concat_tables(self._done[-CHUNKS:]).combine_chunks()]
+                self._fresh = 0
             self.done_bytes += t.get_total_buffer_size()  # whole arrays: nbytes would walk
             # the offsets to tell slices apart, a tenth of a millisecond per table
             self.n += t.num_rows
@@ -135,7 +147,7 @@ class Buffer:
     def take(self) -> pa.Table:
         """The buffered rows as an Arrow table; the buffer is emptied in place."""
         tables = self._done + [self._window()]
-        self._done, self.n, self.base, self.done_bytes = [], 0, 0, 0
+        self._done, self.n, self.base, self.done_bytes, self._fresh = [], 0, 0, 0, 0
         return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
     def _window(self) -> pa.Table:

@@ -91,3 +91,20 @@ def test_full_batches_leave_through_the_sink_and_a_rollback_drops_a_task():
     assert bufs.take()["tasks"].num_rows == 0
     bufs.flush()  # the rest (nothing here) goes to the sink too
     assert sum(n for name, n in sent if name == "tasks") == 2
+
+
+def test_many_small_arrow_tables_are_joined_in_order():
+    """One-task files give the buffers one small Arrow table each (the compiled core): they
+    are joined as they come, so a batch holds few chunks however many files it spans, and the
+    rows keep their order."""
+    out = TableBuffers()
+    schema = out["tasks"].table.schema
+    n = 1000
+    for i in range(n):
+        row = {name: [None] for name in schema.names}
+        row["position"], row["task_id"] = [i], [f"t{i}"]
+        out.extend({"tasks": pa.Table.from_pydict(row, schema=schema)})
+    taken = out.take()["tasks"]
+    assert taken.column("position").to_pylist() == list(range(n))
+    assert taken.column("task_id").to_pylist() == [f"t{i}" for i in range(n)]
+    assert taken.column("position").num_chunks < 64 + n // 64

@@ -101,7 +101,12 @@ fn convert<'py>(py: Python<'py>, data: &[u8], file: &str, position: i64, contain
         Some(ts) => {
             let list = PyList::empty(py);
             for sa in ts {
-                list.append(capsules(py, sa)?)?;
+                // a table without rows is None: one-task files leave most tables empty
+                if sa.is_empty() {
+                    list.append(py.None())?;
+                } else {
+                    list.append(capsules(py, sa)?)?;
+                }
             }
             list.into_any()
         }
