@@ -335,19 +335,7 @@ fn item(out: &mut Out, obj: &Obj, cx: &Ctx) -> R<()> {
     if let Some(d) = number(get(system, "duration"))? {
         t.duration.put(i, d, m);
     }
-    let anns = match get(obj, "annotations") {
-        Some(V::Arr(a)) => {
-            t.list_keys.put(i, [Some("annotations")], m);
-            Some(a)
-        }
-        other => {
-            t.list_keys.put(i, std::iter::empty(), m);
-            if let Some(v) = other {
-                extra.keep("annotations", v);
-            }
-            None
-        }
-    };
+    let anns = child_list(obj, "annotations", &mut t.list_keys, i, &mut extra, m);
     put_extra(&mut t.extra, i, &extra, m);
     t.n += 1;
     if let Some(anns) = anns {

@@ -287,19 +287,7 @@ impl Out {
                 extra.absent("was_cancelled");
             }
         }
-        let result = match get(o, "result") {
-            Some(V::Arr(items)) => {
-                a.list_keys.put(i, [Some("result")], m);
-                Some(items)
-            }
-            other => {
-                a.list_keys.put(i, std::iter::empty(), m);
-                if let Some(v) = other {
-                    extra.keep("result", v);
-                }
-                None
-            }
-        };
+        let result = child_list(o, "result", &mut a.list_keys, i, &mut extra, m);
         put_extra(&mut a.extra, i, &extra, m);
         a.n += 1;
         if let Some(items) = result {

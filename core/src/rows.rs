@@ -358,6 +358,26 @@ pub fn typed<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut impl Typed, i: u
     }
 }
 
+/// The one key whose list becomes child rows (an annotation's `result`, an item's
+/// `annotations`): `list_keys` = [key] and the list, or no list keys and any other value kept
+/// in `extra`.
+pub fn child_list<'a>(obj: &'a Obj<'a>, key: &'static str, col: &mut StrListCol, i: usize,
+                      extra: &mut Extra<'a>, m: &mut Misuse) -> Option<&'a [V<'a>]> {
+    match get(obj, key) {
+        Some(V::Arr(items)) => {
+            col.put(i, [Some(key)], m);
+            Some(items)
+        }
+        other => {
+            col.put(i, std::iter::empty(), m);
+            if let Some(v) = other {
+                extra.keep(key, v);
+            }
+            None
+        }
+    }
+}
+
 pub fn put_extra(col: &mut StrCol, i: usize, extra: &Extra, m: &mut Misuse) {
     if extra.is_empty() {
         col.put(i, "{}", m);
