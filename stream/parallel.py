@@ -35,7 +35,7 @@ from .depth import HIGHEST_DEPTH, MAX_DEPTH, Limited, TooDeep
 from .elements import WS, Fallback, check, elements, first_key, separator
 from .errors import AnnostreamError, InputError
 from .formats import BOM, WHITESPACE, FileStats, Readers, read_source, sniff
-from .formats.core import CoreItems
+from .formats.core import CoreItems, Held
 from .numbers import decode, items
 from .progress import Progress
 from .sources import MAGIC, Remote, Source, decompressed, open_path, remote_sources, reopen
@@ -65,12 +65,12 @@ class Span:
     def items(self, raw: BinaryIO, limit: int = MAX_DEPTH) -> SpanItems:
         return SpanItems(self, raw, limit)
 
-    def core_items(self, raw: BinaryIO, file: str, container: str, platform: str,
+    def core_items(self, raw: BinaryIO, file: str, container: str, platform: str, held: Held,
                    max_depth: int = MAX_DEPTH) -> CoreItems:
         """The span's tasks through the compiled core (stream/formats/core.py); what it
         cannot parse goes to ijson as in `SpanItems`."""
         raw.seek(self.start)
-        found = CoreItems(raw.read, file, container, self.position, start=self.start,
+        found = CoreItems(raw.read, file, container, self.position, held, start=self.start,
                           first=False, limit=self.end, max_depth=max_depth,
                           platform=platform)
         found._fallback = lambda at, pending: items(
@@ -333,7 +333,7 @@ def run_job(job: Job, progress: Progress | None = None) -> Done | tuple:
                     files.append((stats, item.span is None or item.span.position == 0))
                 if progress:
                     progress.next_input(item.size)
-            bufs.flush()
+            readers.flush()
             rows = parts.close()
             done = True
             finished = job.finish(stage, parts.paths(), job.number) if job.finish else None

@@ -50,7 +50,6 @@ pub struct Run {
     pub consumed: usize,
     pub tasks: i64,
     pub declined: Option<(usize, usize)>,
-    pub out: Out,
 }
 
 /// The separator after an element ending at `end`.
@@ -80,10 +79,11 @@ fn separator(data: &[u8], end: usize, array: bool, eof: bool, limit: Option<usiz
     }
 }
 
+/// The elements of `data` into rows appended to `out` (which may hold rows of earlier calls).
 #[allow(clippy::too_many_arguments)]
-pub fn run<P: Platform>(data: &[u8], file: &str, position: i64, container: &str, array: bool, eof: bool,
-       first: bool, limit: Option<usize>) -> Run {
-    let mut r = Run { status: Status::End, consumed: 0, tasks: 0, declined: None, out: Out::default() };
+pub fn run<P: Platform>(out: &mut Out, data: &[u8], file: &str, position: i64, container: &str,
+       array: bool, eof: bool, first: bool, limit: Option<usize>) -> Run {
+    let mut r = Run { status: Status::End, consumed: 0, tasks: 0, declined: None };
     let mut cx = Ctx::new(file, container);
     // UTF-8 is checked once for the call (serde_json would check string by string); invalid
     // bytes end the text the parser sees, and the element holding them goes to Python
@@ -143,9 +143,9 @@ pub fn run<P: Platform>(data: &[u8], file: &str, position: i64, container: &str,
         if used > RETURN_AFTER {
             // one huge task: its JSON text comes from the input, at most about its length,
             // reserved at once (untouched pages cost nothing) rather than doubled into
-            r.out.reserve(used);
+            out.reserve(used);
         }
-        let added = if unsure || used > MAX_ELEMENT { None } else { r.out.add::<P>(&v, &mut cx).ok() };
+        let added = if unsure || used > MAX_ELEMENT { None } else { out.add::<P>(&v, &mut cx).ok() };
         r.consumed = next;
         let Some(added) = added else {
             r.declined = Some((pos, end));

@@ -191,11 +191,23 @@ PLATFORMS: dict[str, ReaderFactory] = {"labelstudio": LabelStudio, "dataloop": D
 
 class Readers:
     """One reader object per platform (the reader seam, formats/reader.py), made on first
-    use, all writing into `out`."""
+    use, all writing into `out`, and the compiled core's converter (`core`: None without it)
+    whose held rows go into `out` before any row a reader adds."""
 
     def __init__(self, out: TableBuffers) -> None:
         self.out = out
         self._made: dict[str, FormatReader] = {}
+        self.core = core.Held() if core.enabled() else None
+
+    def drain(self) -> None:
+        """The rows the core holds into `out`, after those already there."""
+        if self.core is not None:
+            self.out.extend(self.core.take())
+
+    def flush(self) -> None:
+        """Every row to the sink (the end of a job)."""
+        self.drain()
+        self.out.flush()
 
     def get(self, platform: str, name: str) -> FormatReader:
         if platform not in self._made:
@@ -227,14 +239,14 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
             log.info("%s: Dataloop export manifest (it lists the partition files): "
                      "not items, skipped", src.name)
             return stats
-        use_core = (plan.container in core.PLATFORMS.get(plan.platform, ())
-                    or plan.platform == "ner") and core.enabled()
-        objs, add = _objects(plan, reader, src.name, readers, use_core, max_depth)
+        held = (readers.core if plan.container in core.PLATFORMS.get(plan.platform, ())
+                or plan.platform == "ner" else None)  # None: the Python reader converts
+        objs, add = _objects(plan, reader, src.name, readers, held, max_depth)
         out = readers.out
         position = first = 0 if span is None else span.position
         if span is not None:
-            objs = (span.core_items(raw, src.name, plan.container, plan.platform, max_depth)
-                    if use_core else span.items(raw, max_depth))
+            objs = (span.items(raw, max_depth) if held is None else
+                    span.core_items(raw, src.name, plan.container, plan.platform, held, max_depth))
         # byte offsets for errors: the element's start in an array, else what was read
         where = objs if hasattr(objs, "offset") and plan.container != "object" else reader
         while True:
@@ -256,7 +268,7 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
                 if exc.position is not None:
                     raise
                 raise InputError(src.name, exc.reason, position, where.offset) from exc
-            position += _take(obj, plan, add, out, stats, src.name, position, on_error,
+            position += _take(obj, plan, add, readers, stats, src.name, position, on_error,
                               where.offset)
             out.maybe_flush()
             if tick is not None and reader.counter is not None:
@@ -267,14 +279,16 @@ def read_source(src: Source, readers: Readers, on_error: str = "fail",
         raw.close()
 
 
-def _take(obj: Any, plan: Plan, add: Callable[[Any, str, int, str], None], out: TableBuffers,
+def _take(obj: Any, plan: Plan, add: Callable[[Any, str, int, str], None], readers: Readers,
           stats: FileStats, name: str, position: int, on_error: str, offset: int) -> int:
     """One parsed task into the buffers (rolled back and skipped or raised when it is bad),
     or a batch of tasks the compiled core converted; returns how many tasks it was."""
+    out = readers.out
     if type(obj) is core.CoreBatch:
         out.extend(obj.tables())
         stats.core += obj.tasks
         return obj.tasks
+    readers.drain()
     marks = out.mark()
     try:
         if plan.container == "object" and plan.platform == "labelstudio":
@@ -309,25 +323,27 @@ def _too_deep(name: str, exc: Exception, position: int, offset: int) -> InputErr
     return InputError(name, "nested too deeply to parse", position, offset)
 
 
-def _objects(plan: Plan, reader: InputStream, name: str, readers: Readers, use_core: bool,
-             max_depth: int) -> tuple[Iterator, Callable[[Any, str, int, str], None]]:
+def _objects(plan: Plan, reader: InputStream, name: str, readers: Readers,
+             held: core.Held | None, max_depth: int
+             ) -> tuple[Iterator, Callable[[Any, str, int, str], None]]:
     """The parsed tasks or items of an input, and the `add` of the reader they go to;
-    `use_core`: the compiled core parses them (the Python reader takes what it declines).
+    `held`: the compiled core parses them (the Python reader takes what it declines).
     What ijson reads is depth-checked (`limited`); the fast readers check each element."""
     limited = Limited(reader.read, max_depth)
     if plan.platform == "ner":  # tasks made from the documents: the core converts them
         tasks = read_ner(limited, name)
-        return (core.objects(tasks, name, plan.container, max_depth) if use_core else tasks,
+        return (tasks if held is None else core.objects(tasks, name, plan.container, held,
+                                                         max_depth),
                 readers.get("labelstudio", name).add)
     if plan.container == "elements":
-        if use_core:
-            return (core.elements(reader.read, name,
+        if held is not None:
+            return (core.elements(reader.read, name, held,
                                   lambda read: read_elements(Limited(read, max_depth), name)),
                     readers.get("dataloop", name).add)
         return read_elements(limited, name), readers.get("dataloop", name).add
     add = readers.get(plan.platform, name).add
-    if use_core:
-        return core.items(reader.read, name, plan.container, plan.platform, max_depth), add
+    if held is not None:
+        return core.items(reader.read, name, plan.container, plan.platform, held, max_depth), add
     if plan.prefix in ("item", ""):  # the values ijson.items gives, parsed faster
         return ArrayItems(reader.read, max_depth, array=plan.prefix == "item"), add
     return items(limited, plan.prefix, multiple_values=plan.multiple), add

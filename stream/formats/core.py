@@ -54,17 +54,37 @@ def enabled() -> bool:
 
 
 class CoreBatch:
-    """Rows of `tasks` consecutive tasks converted by the core, as the core's Arrow
-    PyCapsules; `tables()` imports them (one Arrow table per table) in the consuming thread,
-    not in the one that runs the core, which is the slower of the two."""
+    """`tasks` consecutive tasks converted by the core, and the rows it returned, as its
+    Arrow PyCapsules (None: it holds them, `Held`); `tables()` imports them (one Arrow table
+    per table) in the consuming thread, not in the one that runs the core, the slower one."""
 
     __slots__ = ("batches", "tasks")
 
-    def __init__(self, batches: list, tasks: int) -> None:
+    def __init__(self, batches: list | None, tasks: int) -> None:
         self.batches, self.tasks = batches, tasks
 
     def tables(self) -> dict[str, pa.Table]:
-        return _tables(self.batches)
+        return {} if self.batches is None else _tables(self.batches)
+
+
+class Held:
+    """The core's converter for one job, and whether it holds rows. The rows of a stream
+    converted in one call (a one-task file) stay in the core across streams, up to a MB of
+    input (core/src/lib.rs HOLD), so that a folder of small files makes a few batches, not
+    a set of five per file; they are taken (`take`) before any row the Python reader adds
+    and at the end of the job, so rows keep their input order. Only one thread uses the
+    converter at a time: calls made by `CoreItems`' parsing thread never hold rows."""
+
+    def __init__(self) -> None:
+        self.converter = annostream_core.Converter()
+        self.pending = False
+
+    def take(self) -> dict[str, pa.Table]:
+        """The rows the core holds (none: {})."""
+        if not self.pending:
+            return {}
+        self.pending = False
+        return CoreBatch(self.converter.take(), 0).tables()
 
 
 _CHECKED: set[str] = set()  # tables whose columns from the core matched stream/tables.py
@@ -93,7 +113,8 @@ class CoreItems(ArrayItems):
     """The elements of a JSON array like `ArrayItems`, but runs of converted tasks come as
     `CoreBatch`es; a declined task comes as its parsed object, with `offset` at its start.
 
-    `platform`: whose tasks or items ('labelstudio', 'dataloop'); `array`: a JSON array (else
+    `held`: the job's converter; `platform`: whose tasks or items ('labelstudio', 'dataloop');
+    `array`: a JSON array (else
     whitespace-separated objects: NDJSON, a per-task file);
     `start`: stream offset of the first byte `read` gives; `first`: the stream is the whole
     array (its `[` still to come); `limit`: stop at the element starting there (a span).
@@ -102,12 +123,12 @@ class CoreItems(ArrayItems):
     """
 
     def __init__(self, read: Callable[[int], bytes], file: str, container: str, position: int,
-                 array: bool = True, start: int = 0, first: bool = True,
+                 held: Held, array: bool = True, start: int = 0, first: bool = True,
                  limit: int | None = None, max_depth: int = MAX_DEPTH,
                  platform: str = "labelstudio") -> None:
         super().__init__(read, max_depth)
         self._file, self._container, self._position = file, container, position
-        self._platform = platform
+        self._platform, self._held, self._keep = platform, held, True
         self._array, self._start, self._first, self._limit = array, start, first, limit
         self._wrapper = container == "wrapper"
         if self._wrapper:  # the Dataloop docs' {"annotations": [items]}: one level further in
@@ -133,6 +154,7 @@ class CoreItems(ArrayItems):
         yield value
         if last:
             return
+        self._keep = False  # the thread's calls return their rows (Held)
         q: queue.Queue = queue.Queue(maxsize=1)
         stop = threading.Event()
 
@@ -186,24 +208,24 @@ class CoreItems(ArrayItems):
                 yield "rest", self._ijson(0, head, b""), None, True
                 return
             buf, base = head[at:], at
-        position = self._position
-        convert = annostream_core.convert
+        position, held = self._position, self._held
+        convert = held.converter.convert
         more, gathered = not buf, False
         while True:
             if more and not eof:  # converts what it has first: a read may raise (corrupt gzip)
                 buf, eof, gathered = self._more(buf, gathered)
             limit = None if self._limit is None else self._limit - base
             try:
-                status, used, tasks, declined, batches = convert(
+                status, used, tasks, declined, batches, held.pending = convert(
                     buf, self._file, position, self._container, self._array, eof, first, limit,
-                    self._platform)
+                    self._platform, self._keep)
             except RuntimeError as exc:
                 raise AnnostreamError(f"{exc}; set {ENGINE}=python to convert without it") from exc
             garbage = None  # bytes after the closing bracket of a whole array, ijson says why
             if status == "end" and self._limit is None and self._array:
                 garbage = self._trailing(buf[used:], base + used, eof)
             end = status == "end" and garbage is None
-            if batches is not None:
+            if batches is not None or tasks:
                 batch = CoreBatch(batches, tasks)
                 if declined is None and status != "error":  # let the input go before its
                     buf, base, used = buf[used:], base + used, 0  # rows are written
@@ -294,12 +316,12 @@ class CoreItems(ArrayItems):
     def _declined(self, buf: bytes, s: int, e: int, base: int) -> object:
         """A task the core declined, parsed here; TooDeep when it nests beyond the limit
         (the core declines what it nests too deep to convert)."""
-        obj = decode(buf[s:e])
+        element = buf[s:e]
+        obj = decode(element)
         outer = 2 if self._wrapper else int(self._array)  # the levels around an element
-        if buf.count(b"[", s, e) + buf.count(b"{", s, e) + outer > self._max_depth:
-            hit = too_deep(bytes(buf[s:e]), self._max_depth, outer)
-            if hit >= 0:
-                raise TooDeep(base + s + hit, self._max_depth)
+        hit = too_deep(element, self._max_depth, outer)
+        if hit >= 0:
+            raise TooDeep(base + s + hit, self._max_depth)
         return obj
 
     def _values(self, start: int, pending: bytes) -> Iterator[object]:
@@ -316,11 +338,11 @@ class CoreItems(ArrayItems):
                                multiple_values=True)
 
 
-def items(read: Callable[[int], bytes], file: str, container: str, platform: str,
+def items(read: Callable[[int], bytes], file: str, container: str, platform: str, held: Held,
           max_depth: int = MAX_DEPTH) -> CoreItems:
     """The tasks or items of a whole stream: one JSON array, or objects (NDJSON, a per-task
     file)."""
-    return CoreItems(read, file, container, 0, array=container in ("array", "wrapper"),
+    return CoreItems(read, file, container, 0, held, array=container in ("array", "wrapper"),
                      max_depth=max_depth, platform=platform)
 
 
@@ -328,7 +350,7 @@ NESTING = 8  # levels a task made in Python may add above an input value it hold
 # span sits 6 deep in its task, 3 deep in the input, which the depth limit already checked)
 
 
-def objects(objs: Iterator[Any], file: str, container: str,
+def objects(objs: Iterator[Any], file: str, container: str, held: Held,
             max_depth: int = MAX_DEPTH) -> Iterator[object]:
     """Task objects made in Python (formats/ner.py makes one per NER document), converted by
     the core a feed at a time: each run is serialised (orjson) and read back by `CoreItems`
@@ -347,8 +369,9 @@ def objects(objs: Iterator[Any], file: str, container: str,
             return
         payload = b"\n".join(run)  # bounded: one feed of objects (or one big object)
         run, size = [], 0
-        for item in CoreItems(io.BytesIO(payload).read, file, container, position, array=False,
-                              max_depth=max_depth + NESTING, platform="labelstudio"):
+        for item in CoreItems(io.BytesIO(payload).read, file, container, position, held,
+                              array=False, max_depth=max_depth + NESTING,
+                              platform="labelstudio"):
             position += item.tasks if type(item) is CoreBatch else 1
             yield item
 
@@ -374,20 +397,19 @@ def objects(objs: Iterator[Any], file: str, container: str,
     yield from convert()
 
 
-def elements(read: Callable[[int], bytes], file: str,
+def elements(read: Callable[[int], bytes], file: str, held: Held,
              python: Callable[[Callable[[int], bytes]], Iterator[object]]) -> Iterator[object]:
     """The tasks of a Dataloop text-classification document (container 'elements') in one
-    call, as CoreBatches: the Python reader holds the document whole too (one item's
-    content). A document the core declines or cannot parse goes to `python` (the Python
-    reader over the same bytes), which converts it or says why it is wrong."""
+    call: the Python reader holds the document whole too (one item's content). A document the
+    core declines or cannot parse adds no rows there and goes to `python` (the Python reader
+    over the same bytes), which converts it or says why it is wrong."""
     data = b"".join(iter(lambda: read(FEED), b""))  # bounded: one item's content
     try:
-        status, _, tasks, declined, batches = annostream_core.convert(
-            data, file, 0, "elements", False, True, False, None, "dataloop")
+        status, _, tasks, declined, batches, held.pending = held.converter.convert(
+            data, file, 0, "elements", False, True, False, None, "dataloop", True)
     except RuntimeError as exc:
         raise AnnostreamError(f"{exc}; set {ENGINE}=python to convert without it") from exc
-    if status == "end" and declined is None:
-        if batches is not None:
-            yield CoreBatch(batches, tasks)
-        return
-    yield from python(io.BytesIO(data).read)
+    if batches is not None or tasks:  # (rows held before this document come first)
+        yield CoreBatch(batches, tasks)
+    if status != "end" or declined is not None:
+        yield from python(io.BytesIO(data).read)

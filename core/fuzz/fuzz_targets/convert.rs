@@ -30,19 +30,20 @@ fuzz_target!(|input: &[u8]| {
     let (array, eof, first) = (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0);
     let container = if flags & 8 != 0 { "object" } else { "array" };
     let limit = (flags & 16 != 0).then_some(data.len() / 2);
-    let mut r = if flags & 32 != 0 {
-        engine::run::<dl::Dl>(data, "f.json", 0, container, array, eof, first, limit)
+    let mut out = rows::Out::default();
+    let r = if flags & 32 != 0 {
+        engine::run::<dl::Dl>(&mut out, data, "f.json", 0, container, array, eof, first, limit)
     } else {
-        engine::run::<ls::Ls>(data, "f.json", 0, container, array, eof, first, limit)
+        engine::run::<ls::Ls>(&mut out, data, "f.json", 0, container, array, eof, first, limit)
     };
     assert!(r.consumed <= data.len());
     if let Some((s, e)) = r.declined {
         assert!(s < e && e <= data.len());
     }
-    assert!(!r.out.misuse.0, "a column written out of order");
-    assert_eq!(r.out.t.n as i64, r.tasks);
-    let n = r.out.marks();
-    let tables = [r.out.t.finish(), r.out.a.finish(), r.out.r.finish(), r.out.rel.finish(), r.out.k.finish()];
+    assert!(!out.misuse.0, "a column written out of order");
+    assert_eq!(out.t.n as i64, r.tasks);
+    let n = out.marks();
+    let tables = [out.t.finish(), out.a.finish(), out.r.finish(), out.rel.finish(), out.k.finish()];
     for (t, rows) in tables.iter().zip(n) {
         assert_eq!(t.len(), rows);
     }
