@@ -13,8 +13,9 @@ ratios (pairs measured moments apart share the machine's noise).
 
 Cases on each Label Studio export: `cat` (I/O floor), bare `ijson.items(f, "item",
 use_float=True)` iteration (the parse ceiling of an ijson reader), `annostream convert` with
---workers 1 and with the default (all cores), both with the compiled core (core/, when built)
-and with ANNOSTREAM_ENGINE=python (the pure-Python reader), DuckDB's results-level query written to Parquet
+--workers 1, with the default (all cores: one worker per two cores with the compiled core, one
+per core without it) and with one worker per core, both with the compiled core (core/, when
+built) and with ANNOSTREAM_ENGINE=python (the pure-Python reader), DuckDB's results-level query written to Parquet
 at its defaults, and the Label Studio SDK converter to JSON_MIN when `label_studio_sdk` is
 importable. Once per run: a folder of Dataloop item files, and a file holding one big task.
 """
@@ -34,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench_data"
 PY = sys.executable
+ALL = "annostream all cores"  # the default --workers
 
 IJSON = """
 import sys, ijson
@@ -153,9 +155,10 @@ def cases(path: Path, scratch: Path, sdk: bool) -> dict[str, list[str]]:
         "cat": ["cat", str(path)],
         "ijson": [PY, "-c", IJSON, str(path)],
         "annostream 1 worker": convert + ["--workers", "1"],
-        f"annostream {os.cpu_count()} workers": convert,
+        ALL: convert,
+        f"annostream {os.cpu_count()} workers": convert + ["--workers", str(os.cpu_count())],
         "annostream 1 worker, python engine": python + ["--workers", "1"],
-        f"annostream {os.cpu_count()} workers, python engine": python,
+        f"{ALL}, python engine": python,
         "duckdb results": [PY, "-c", DUCKDB, str(path), str(scratch / "duck.parquet")],
     }
     if sdk:
@@ -225,7 +228,6 @@ def main(argv: list[str] | None = None) -> None:
     sdk = not args.no_sdk and sdk_available()
     table: list[list[str]] = []
     ratios: list[list[str]] = []
-    workers = f"annostream {os.cpu_count()} workers"
     for size in sizes:
         path = DATA / f"labelstudio_{label(size)}.json"
         generate(["--size", str(size), "--seed", "1", "-o", str(path)], path)
@@ -236,12 +238,12 @@ def main(argv: list[str] | None = None) -> None:
         runs = run(named, args.repeat, scratch)
         table += [row(label(size), name, ms) for name, ms in runs.items()]
         targets = [("annostream 1 worker / ijson", "annostream 1 worker", "ijson", 1.5),
-                   ("annostream all cores / DuckDB", workers, "duckdb results", 2.0),
+                   ("annostream all cores / DuckDB", ALL, "duckdb results", 2.0),
                    ("core / python engine, 1 worker", "annostream 1 worker",
                     "annostream 1 worker, python engine", None),
                    ("python engine 1 worker / ijson", "annostream 1 worker, python engine",
                     "ijson", None),
-                   ("annostream all cores / SDK JSON_MIN", workers, "ls-sdk json_min", 5.0),
+                   ("annostream all cores / SDK JSON_MIN", ALL, "ls-sdk json_min", 5.0),
                    ("annostream 1 worker / SDK JSON_MIN", "annostream 1 worker",
                     "ls-sdk json_min", None)]
         for what, a, b, target in targets:

@@ -71,8 +71,9 @@ def main(debug: bool) -> None:
 @click.option("--batch-rows", type=click.IntRange(min=1), default=65536, show_default=True,
               help="Rows buffered per table before a Parquet row group is written (bounds memory).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Processes to use [default: number of cores]. Big uncompressed JSON arrays "
-                   "are split into byte ranges; the output is the same as with 1.")
+              help="Processes to use [default: one per core, or per two cores with the "
+                   "compiled core, whose workers keep two threads busy]. Big uncompressed JSON "
+                   "arrays are split into byte ranges; the output is the same as with 1.")
 @executor_options
 @click.option("--max-depth", type=click.IntRange(1, HIGHEST_DEPTH), default=MAX_DEPTH,
               show_default=True, help="Input nested deeper than this many levels is bad input "

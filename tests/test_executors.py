@@ -304,3 +304,46 @@ def test_a_test_cluster_dies_with_the_process_that_started_it(engine, tmp_path):
         starter.kill()
         for pid in alive(pids):  # only if the watchdog failed: these are this test's
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_default_is_one_worker_per_core_or_per_two_with_the_compiled_core(monkeypatch):
+    """A worker of the compiled core keeps two threads busy (parsing, writing): on 2 cores two
+    such workers were slower than one."""
+    from stream.executors import default_workers
+    from stream.formats import core
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setenv(core.ENGINE, "python")
+    assert default_workers() == cores
+    monkeypatch.delenv(core.ENGINE)
+    assert default_workers() == (max(1, cores // 2) if core.annostream_core else cores)
+
+
+THP_GET, THP_SET = 42, 41  # prctl: PR_GET_THP_DISABLE, PR_SET_THP_DISABLE
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+@pytest.mark.parametrize("disabled_before", [0, 1])
+def test_huge_pages_are_off_while_converting_and_as_before_after(tmp_path, disabled_before):
+    """The core's allocator asks for transparent huge pages, which fault in 2 MB at a time:
+    a conversion turns them off for its process (and the workers it forks), then restores
+    the caller's setting."""
+    import ctypes
+
+    from stream.executors import InProcess
+    prctl = ctypes.CDLL(None).prctl
+    seen = []
+
+    class Watching(InProcess):  # the real in-process executor, noting the setting it ran with
+        def map(self, fn, items):
+            seen.append(prctl(THP_GET, 0, 0, 0, 0))
+            return super().map(fn, items)
+
+    old = prctl(THP_GET, 0, 0, 0, 0)
+    try:
+        assert prctl(THP_SET, disabled_before, 0, 0, 0) == 0
+        convert([str(ROOT / "sample_data" / "labelstudio" / "single_task.json")],
+                tmp_path / "out", executor=Watching())
+        assert seen == [1]
+        assert prctl(THP_GET, 0, 0, 0, 0) == disabled_before
+    finally:
+        prctl(THP_SET, old, 0, 0, 0)

@@ -44,6 +44,11 @@ FEED = 1 << 20  # bytes of elements handed to the core per call (more for one bi
 # few MB make the per-call Python work negligible; the memory a call needs grows with it
 
 
+AHEAD = 4  # converted feeds the parsing thread may hold while the consuming thread writes: a
+# Parquet row group takes some 15 feeds' rows at once, and with one the core stood still
+# meanwhile (1 GB, one worker: 5.1-5.5 s; with 4: 4.35 s and 6 MB more at the peak; with 8:
+# 4.2 s, but 13 MB more, which small inputs do not reach: memory that grows with input size
+# up to 8 feeds, as tests/test_memory.py sees it)
 BIG = 256 << 20  # an element this long is not parsed by the core (core/src/lib.rs MAX_ELEMENT:
 # its JSON text must fit an Arrow string column): from it on, ijson reads as the Python path does
 
@@ -139,9 +144,9 @@ class CoreItems(ArrayItems):
         self.offset = start
 
     def _items(self) -> Iterator[object]:
-        """The steps of `_steps`, the later ones computed by a thread one step ahead (the
-        core releases the GIL while it parses, so parsing overlaps writing the previous
-        batches); a stream done in one step (a per-task file) starts no thread."""
+        """The steps of `_steps`, the later ones computed by a thread up to AHEAD steps
+        ahead (the core releases the GIL while it parses, so parsing overlaps writing the
+        previous batches); a stream done in one step (a per-task file) starts no thread."""
         steps = self._steps()
         step = next(steps, None)
         if step is None:
@@ -155,7 +160,7 @@ class CoreItems(ArrayItems):
         if last:
             return
         self._keep = False  # the thread's calls return their rows (Held)
-        q: queue.Queue = queue.Queue(maxsize=1)
+        q: queue.Queue = queue.Queue(maxsize=AHEAD)
         stop = threading.Event()
 
         def put(item: tuple) -> bool:
