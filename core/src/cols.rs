@@ -16,7 +16,7 @@ fn nulls(valid: &[bool]) -> Option<NullBuffer> {
     if valid.iter().all(|v| *v) {
         None
     } else {
-        Some(NullBuffer::from(valid.to_vec()))
+        Some(NullBuffer::from(valid))
     }
 }
 
@@ -112,10 +112,18 @@ impl StrCol {
     pub fn finish(&mut self, n: usize) -> ArrayRef {
         self.pad(n);
         let mut col = std::mem::take(self);
+        // i32 offsets: a call's rows come from at most MAX_ELEMENT bytes of input (a few times
+        // that as text): never reached, but a wrapped offset must be a panic (an error in
+        // Python), not a column that lies
+        assert!(col.data.len() <= i32::MAX as usize, "a text column beyond 2 GB");
         col.data.shrink_to_fit();
         col.offs.shrink_to_fit();
         let nb = nulls(&col.valid);
-        Arc::new(StringArray::new(offsets(col.offs), Buffer::from_vec(col.data), nb))
+        // SAFETY: the offsets are pushed non-decreasing from 0 to data.len() (checked above to
+        // fit i32) by this module only, and data is only ever extended by whole &str values
+        // or JSON text written from them: valid UTF-8 cut at character boundaries. Arrow's
+        // checked constructor would validate both again, a pass over every text byte.
+        Arc::new(unsafe { StringArray::new_unchecked(offsets(col.offs), Buffer::from_vec(col.data), nb) })
     }
 }
 
@@ -135,10 +143,13 @@ impl<T: Copy + Default> PrimCol<T> {
         }
     }
     pub fn put(&mut self, i: usize, v: T, m: &mut Misuse) {
-        self.pad(i);
         if self.valid.len() != i {
-            m.0 = true;
-            return;
+            // rows skipped (nulls) or written twice; most puts are the next row
+            self.pad(i);
+            if self.valid.len() != i {
+                m.0 = true;
+                return;
+            }
         }
         self.vals.push(v);
         self.valid.push(true);
