@@ -163,7 +163,7 @@ import os, sys, time
 from stream.executors import Processes
 
 def work(i):
-    print(os.getpid(), flush=True)
+    os.write(1, f"{os.getpid()}\\n".encode())  # one write: two workers' prints could interleave
     time.sleep(30)
     open(sys.argv[1] + f".{i}", "w").close()
 
