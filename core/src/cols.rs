@@ -20,6 +20,24 @@ fn nulls(valid: &[bool]) -> Option<NullBuffer> {
     }
 }
 
+/// The column's values, leaving in their place an empty vector with room for a quarter more
+/// than they were (at most `PRESIZE` bytes): the next call's rows are about as many, and
+/// growing from empty by doublings copied each column several times per call.
+fn take_sized<T>(v: &mut Vec<T>) -> Vec<T> {
+    let room = (v.len() + v.len() / 4).min(PRESIZE / std::mem::size_of::<T>().max(1));
+    std::mem::replace(v, Vec::with_capacity(room))
+}
+
+/// The most a column reserves ahead (a call after one huge task is a feed again).
+const PRESIZE: usize = 4 << 20;
+
+/// The validity of a column's rows; `valid` is emptied, its room kept for the next call.
+fn take_nulls(valid: &mut Vec<bool>) -> Option<NullBuffer> {
+    let nb = nulls(valid);
+    valid.clear();
+    nb
+}
+
 fn offsets(offs: Vec<i32>) -> OffsetBuffer<i32> {
     // ok: offsets are pushed non-decreasing from 0 by this module only
     OffsetBuffer::new(ScalarBuffer::from(offs))
@@ -111,19 +129,20 @@ impl StrCol {
     }
     pub fn finish(&mut self, n: usize) -> ArrayRef {
         self.pad(n);
-        let mut col = std::mem::take(self);
         // i32 offsets: a call's rows come from at most MAX_ELEMENT bytes of input (a few times
         // that as text): never reached, but a wrapped offset must be a panic (an error in
         // Python), not a column that lies
-        assert!(col.data.len() <= i32::MAX as usize, "a text column beyond 2 GB");
-        col.data.shrink_to_fit();
-        col.offs.shrink_to_fit();
-        let nb = nulls(&col.valid);
+        assert!(self.data.len() <= i32::MAX as usize, "a text column beyond 2 GB");
+        let (mut data, mut offs) = (take_sized(&mut self.data), take_sized(&mut self.offs));
+        self.offs.push(0);
+        data.shrink_to_fit(); // Arrow keeps the buffers until written: no slack
+        offs.shrink_to_fit();
+        let nb = take_nulls(&mut self.valid);
         // SAFETY: the offsets are pushed non-decreasing from 0 to data.len() (checked above to
         // fit i32) by this module only, and data is only ever extended by whole &str values
         // or JSON text written from them: valid UTF-8 cut at character boundaries. Arrow's
         // checked constructor would validate both again, a pass over every text byte.
-        Arc::new(unsafe { StringArray::new_unchecked(offsets(col.offs), Buffer::from_vec(col.data), nb) })
+        Arc::new(unsafe { StringArray::new_unchecked(offsets(offs), Buffer::from_vec(data), nb) })
     }
 }
 
@@ -171,10 +190,9 @@ impl<T: Copy + Default> PrimCol<T> {
     }
     fn take(&mut self, n: usize) -> (Vec<T>, Option<NullBuffer>) {
         self.pad(n);
-        let mut vals = std::mem::take(&mut self.vals);
+        let mut vals = take_sized(&mut self.vals);
         vals.shrink_to_fit(); // Arrow keeps the buffer until written: no doubling slack
-        let valid = std::mem::take(&mut self.valid);
-        (vals, nulls(&valid))
+        (vals, take_nulls(&mut self.valid))
     }
 }
 
