@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from helpers import (
 )
 
 from stream import convert
+from stream.formats import common
 from stream.tables import TABLES
 
 
@@ -422,3 +424,22 @@ def test_converting_twice_gives_identical_tables(converted):
     first, second = converted(LS), converted(LS)
     for t in TABLES:
         assert first[t].equals(second[t]), t
+
+
+UTC = timezone.utc
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("2024-03-01T10:20:30.123456Z", datetime(2024, 3, 1, 10, 20, 30, 123456, UTC)),
+    ("2024-03-01T10:20:30.123Z", datetime(2024, 3, 1, 10, 20, 30, 123000, UTC)),
+    ("2024-03-01T10:20:30Z", datetime(2024, 3, 1, 10, 20, 30, 0, UTC)),
+    ("2024-03-01T10:20:30.5+02:00",
+     datetime(2024, 3, 1, 10, 20, 30, 500000, timezone(timedelta(hours=2)))),
+    ("2024-03-01T10:20:30", datetime(2024, 3, 1, 10, 20, 30)),
+])
+def test_timestamps_with_a_z_are_read_on_python_3_10_too(text, expected):
+    """Python 3.10's fromisoformat rejects the 'Z' both platforms write; the path this
+    package takes there reads the platforms' spellings as 3.11 does."""
+    got = common._fromisoformat_z(text)
+    assert got == expected and got.utcoffset() == expected.utcoffset()
+    assert common.fromisoformat(text) == expected

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeGuard
@@ -90,13 +91,23 @@ def restore_id(text: str, int_default: bool) -> Any:
     return int(text) if int_default and _canonical_int(text) else text
 
 
+def _fromisoformat_z(v: str) -> datetime:
+    """`datetime.fromisoformat` that reads the trailing 'Z' both platforms write, which
+    Python 3.10's does not (3.11 reads it, and more spellings: on 3.10 those stay null in the
+    column, their text kept in `extra`)."""
+    return datetime.fromisoformat(v[:-1] + "+00:00" if v.endswith("Z") else v)
+
+
+fromisoformat = datetime.fromisoformat if sys.version_info >= (3, 11) else _fromisoformat_z
+
+
 def ts_fit(v: Any, digits: int) -> tuple[datetime | None, bool]:
     """ISO-8601 text to a UTC timestamp. Exact when spelled as the platform writes it
     (`digits` fraction digits and a 'Z'), else the original is kept too."""
     if type(v) is not str:
         return None, True
     try:
-        d = datetime.fromisoformat(v)
+        d = fromisoformat(v)
     except ValueError:
         return None, True
     if d.tzinfo is None:

@@ -24,7 +24,6 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -32,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import labelstudio_api as ls
+from ..formats.common import fromisoformat
 from ..sql import literal
 from .failpoints import failpoint
 from .inputs import InputFile
@@ -202,7 +202,7 @@ def _diff(client: ls.Client, project: int, uri: str, folder: PullFolder, lk: Lak
 def _micros(ts: str | None) -> int | None:
     if not isinstance(ts, str):
         return None
-    d = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    d = fromisoformat(ts)
     return int(d.timestamp()) * 1_000_000 + d.microsecond
 
 
