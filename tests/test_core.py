@@ -333,6 +333,67 @@ def test_one_pretty_task_of_many_feeds_same_tables(tmp_path):
     manifest, tables = both([path], tmp_path)
     assert manifest["engine"]["core"] == 3
     assert json.loads(tables["results"]["value"][0].as_py())["rle"] == rle
+# JSON text the core's own parser must read as Python's json does: (literal, the core keeps
+# its task). The core declines what Python reads differently from a 64-bit value or UTF-8:
+# "-0" is the int 0, ints beyond 64 bits stay exact, lone surrogates stay in the str.
+NUMBERS = [("0", True), ("-0", False), ("-0.0", False), ("7", True), ("-12", True),
+           ("9223372036854775807", True), ("-9223372036854775808", True),
+           ("9223372036854775808", False), ("-9223372036854775809", False),
+           ("123456789012345678901234567890", False), ("0.1e1", True), ("1E+2", True),
+           ("2.5e-3", True), ("1e22", True), ("-1.5e300", True), ("1e400", False), ("-1e400", False),
+           ("5e-324", True), ("1.7976931348623157e308", True), ("0.30000000000000004", True),
+           ("43.89616300445631", True), ("95.46463034017351", True), ("2.9574963966907064", True),
+           ("12345678.87654321", True), ("0.000000001234567890123456789", True),
+           ("1.00000000000000000000000001", True), ("9007199254740993.0", True)]
+STRINGS = [(r'"plain"', True), (r'"\u0000 nul"', True), (r'"\ud83e\udd8a fox"', True),
+           (r'"\/ \b\f\n\r\t \" \\"', True), (r'"\u00e9\u6771"', True)]
+LONE_SURROGATES = [r'"\ud800 lone"', r'"\udc00 trailing"', r'"\ud800\ud800 two highs"',
+                   r'"end \ud83e"']
+
+
+def test_json_literals_read_as_python_reads_them(tmp_path):
+    """Numbers and strings at the edges of JSON, in a task's data (kept as text), in a typed
+    column and in a value: the same tables, and the core keeps exactly the tasks it reads
+    as Python does."""
+    tasks = []
+    for i, (lit, _) in enumerate(NUMBERS):
+        tasks.append(f'{{"id": {i}, "data": {{"n": {lit}}}, "annotations": [{{"id": {i}, '
+                     f'"result": [{{"id": "r{i}", "type": "rectanglelabels", "from_name": "f", '
+                     f'"to_name": "t", "value": {{"x": {lit}, "width": [{lit}, {lit}]}}}}]}}]}}')
+    for i, (lit, _) in enumerate(STRINGS, start=len(NUMBERS)):
+        tasks.append(f'{{"id": {i}, "data": {{"s": {lit}}}, "annotations": [{{"id": {i}, '
+                     f'"result": [{{"id": "r{i}", "type": "choices", "from_name": {lit}, '
+                     f'"to_name": "t", "value": {{"choices": [{lit}]}}}}]}}]}}')
+    path = tmp_path / "literals.json"
+    path.write_text("[" + ",\n".join(tasks) + "]")
+    manifest, tables = both([path], tmp_path)
+    kept = sum(k for _, k in NUMBERS + STRINGS)
+    assert manifest["engine"] == {"core": kept, "python": len(tasks) - kept}
+    x = {r["region_id"]: r["x"] for r in rows(tables["results"])}
+    for i, (lit, _) in enumerate(NUMBERS):
+        v = json.loads(lit)
+        if isinstance(v, float) and abs(v) < 1e300:
+            assert x[f"r{i}"] == v, lit
+
+
+@pytest.mark.parametrize("lit", LONE_SURROGATES)
+def test_a_lone_surrogate_is_left_to_the_python_reader(tmp_path, lit):
+    """UTF-8 cannot hold a lone surrogate: the core converts the task before and declines
+    this one, whose bytes orjson refuses too, so the Python reader reads on from there; the
+    run ends as the Python reader's does (its tables, or its error at that task)."""
+    path = tmp_path / "lone.json"
+    path.write_text(f'[{{"id": 1, "data": {{}}}}, {{"id": 2, "data": {{"s": {lit}}}, '
+                    f'"annotations": [{{"id": 2, "result": [{{"type": "choices", "from_name": '
+                    f'{lit}, "to_name": "t", "value": {{"choices": [{lit}]}}}}]}}]}}, '
+                    f'{{"id": 3, "data": {{}}}}]')
+    try:
+        manifest, _ = both([path], tmp_path)
+    except InputError:
+        assert_same_error(path, tmp_path / "again")
+    else:
+        assert manifest["engine"] == {"core": 1, "python": 2}
+
+
 ODD_LISTS = {  # value key: (the value, the typed column it would fill)
     "labels": ("abc", "labels"), "rectanglelabels": ("dog", "labels"),
     "labels_numbers": ([1, 2], "labels"), "labels_bool": ([True], "labels"),
@@ -679,9 +740,8 @@ def call(data: bytes, **kw):
 
 def test_an_element_cut_anywhere_needs_more_bytes():
     """A valid element cut at any byte is incomplete, never an error, also where the cut
-    falls in a number inside a container the core keeps as text (serde_json calls "44." at
-    the end invalid there: the core counts brackets to tell), or inside a character of
-    several bytes (the core checks UTF-8 once per call)."""
+    falls in a number ("44." may go on) inside a container the core keeps as text, in an
+    escape, or inside a character of several bytes (the core checks UTF-8 once per call)."""
     task = (b'{"id":1,"data":{"n":[1.5e3,-2.25,"]"]},"annotations":[{"result":[{"type":"x",'
             b'"value":{"a":[44.5,{"b":"c\\"d"}],"x":1.25,"t":"' + "é東🦊".encode() + b'"}}]}]}')
     for cut in range(1, len(task)):

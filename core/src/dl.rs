@@ -353,7 +353,7 @@ fn item(out: &mut Out, obj: &Obj, cx: &Ctx) -> R<()> {
 fn elements(out: &mut Out, doc: &Obj, cx: &Ctx) -> R<usize> {
     let Some(V::Arr(els)) = get(doc, "elements") else { return Err(Decline) };
     let mut meta = Vec::new();
-    dump_obj(doc.iter().filter(|(k, _)| k != "elements").map(|(k, v)| (&**k, v)), &mut meta);
+    dump_obj(doc.iter().filter(|(k, _)| *k != "elements").map(|(k, v)| (*k, v)), &mut meta);
     let meta = String::from_utf8(meta).map_err(|_| Decline)?;
     let (t, m) = (&mut out.t, &mut out.misuse);
     for (p, el) in els.iter().enumerate() {
@@ -421,14 +421,17 @@ fn result(out: &mut Out, ann: &Obj, link: &Link, system: &Obj, media: &Media) ->
         _ => None,
     };
     // a track's metadata in `extra` without the snapshots that became keyframe rows
-    let cut = snapshots.map(|_| {
-        let md = obj_of(get(ann, "metadata"));
-        V::Obj(md.iter().map(|(k, v)| if k == "system" {
-            (k.clone(), V::Obj(system.iter().filter(|(k, _)| k != "snapshots_").cloned().collect()))
-        } else {
-            (k.clone(), v.clone())
-        }).collect())
-    });
+    let (cut_system, cut_md): (Vec<_>, Vec<_>);
+    let cut = match snapshots {
+        Some(_) => {
+            cut_system = system.iter().filter(|(k, _)| *k != "snapshots_").copied().collect();
+            cut_md = obj_of(get(ann, "metadata")).iter()
+                .map(|&(k, v)| if k == "system" { (k, V::Obj(&cut_system)) } else { (k, v) })
+                .collect();
+            Some(V::Obj(&cut_md))
+        }
+        None => None,
+    };
     let (c, m) = (&mut out.r, &mut out.misuse);
     let mut extra = Extra::default();
     for k in RESULT_KEYS {

@@ -1,6 +1,8 @@
 //! The conversion loop over one call's bytes, without Python (the PyO3 glue is lib.rs), so
 //! that a fuzz target (core/fuzz) drives it as the extension does.
 
+use bumpalo::Bump;
+
 use crate::json;
 use crate::rows::{Ctx, Out, Platform};
 
@@ -85,8 +87,8 @@ pub fn run<P: Platform>(out: &mut Out, data: &[u8], file: &str, position: i64, c
        array: bool, eof: bool, first: bool, limit: Option<usize>) -> Run {
     let mut r = Run { status: Status::End, consumed: 0, tasks: 0, declined: None };
     let mut cx = Ctx::new(file, container);
-    // UTF-8 is checked once for the call (serde_json would check string by string); invalid
-    // bytes end the text the parser sees, and the element holding them goes to Python
+    // UTF-8 is checked once for the call, and the parser reads str; invalid bytes end the
+    // text the parser sees, and the element holding them goes to Python
     let (text, bad_utf8) = match std::str::from_utf8(data) {
         Ok(text) => (text, false),
         Err(e) => {
@@ -96,6 +98,8 @@ pub fn run<P: Platform>(out: &mut Out, data: &[u8], file: &str, position: i64, c
         }
     };
     json::LATER.set(data.len() >= LATER_FROM);
+    // one element's tree at a time: the arena's memory is reused from element to element
+    let mut bump = Bump::new();
     let mut pos = skip_ws(data, 0);
     if array && first && pos < data.len() && data[pos] == b']' {
         r.consumed = pos + 1;
@@ -115,14 +119,12 @@ pub fn run<P: Platform>(out: &mut Out, data: &[u8], file: &str, position: i64, c
             r.status = Status::Error; // an element starting inside invalid UTF-8
             return r;
         };
-        let (v, used, unsure) = match json::parse_one::<P::Shape>(rest) {
+        bump.reset();
+        let (v, used, unsure) = match json::parse_one::<P::Shape>(rest, &bump) {
             Ok(x) => x,
             Err(e) => {
-                // skipping a container kept as text, serde_json calls a number cut at the end
-                // ("44.") invalid, not incomplete: incomplete is where its brackets do not close.
-                // With invalid UTF-8, the text ends there: an element cut by it is invalid
-                let cut = e.is_eof() || !brackets(&data[pos..], Brackets::default()).0;
-                r.status = if cut && !eof && !bad_utf8 { Status::More } else { Status::Error };
+                // with invalid UTF-8, the text ends there: an element cut by it is invalid
+                r.status = if e.is_eof() && !eof && !bad_utf8 { Status::More } else { Status::Error };
                 return r;
             }
         };

@@ -6,6 +6,8 @@
 
 use std::borrow::Cow;
 
+use bumpalo::Bump;
+
 use crate::json::{self, dump, dump_obj, get, get_some, has, parse_with, Plan, V};
 use crate::rows::*;
 use crate::tables::*;
@@ -298,11 +300,13 @@ impl Out {
     }
 
     fn results(&mut self, items: &[V], link: &Link) -> R<()> {
+        let mut scratch = Bump::new(); // a value kept as text (V::Raw) is parsed into this
         for (p, r) in items.iter().enumerate() {
+            scratch.reset();
             let V::Obj(ro) = r else { return Err(Decline) };
             let typ = get(ro, "type");
             if let Some(V::Str(t)) = typ {
-                if t == "relation" {
+                if *t == "relation" {
                     self.relation(ro, link, p as i64)?;
                     continue;
                 }
@@ -331,7 +335,7 @@ impl Out {
                 let parsed;
                 let tree = match v {
                     V::Raw(text) => {
-                        parsed = parse_with(text, Shape::Value).ok_or(Decline)?;
+                        parsed = parse_with(text, Shape::Value, &scratch).ok_or(Decline)?;
                         &parsed
                     }
                     v => v,
@@ -353,7 +357,7 @@ impl Out {
                     let (c, m) = (&mut self.r, &mut self.misuse);
                     if cut {
                         c.value.put_with(i, m, |out| dump_obj(
-                            vo.iter().filter(|(k, _)| k != "sequence").map(|(k, v)| (&**k, v)), out));
+                            vo.iter().filter(|(k, _)| *k != "sequence").map(|(k, v)| (*k, v)), out));
                     } else {
                         c.value.put_with(i, m, |out| dump(v, out));
                     }
@@ -384,7 +388,7 @@ impl Out {
         if let Some(V::Arr(xs)) = ch {
             let mut items: Vec<Option<String>> = Vec::with_capacity(xs.len());
             let mut fits = true;
-            for x in xs {
+            for x in xs.iter() {
                 items.push(match x {
                     V::Str(s) => Some(s.to_string()),
                     V::Null => None,
@@ -433,7 +437,7 @@ impl Out {
                 V::Null => {}
                 V::Arr(pts) => {
                     let mut rows: Vec<Cow<[f64]>> = Vec::with_capacity(pts.len());
-                    for pt in pts {
+                    for pt in pts.iter() {
                         rows.push(match pt {
                             V::Floats(fs) => Cow::Borrowed(&fs[..]),
                             V::Arr(xy) => Cow::Owned(xy.iter().map(|x| match x {

@@ -2,15 +2,13 @@
 //! object, ids, timestamps, numbers and typed keys into the five tables' columns (`Out`),
 //! and the `Platform` trait the engine's loop runs over (ls.rs: Label Studio).
 
-use std::borrow::Cow;
-
 use crate::cols::*;
 use crate::json::{dump, get, Plan, V};
+pub use crate::json::Obj;
 use crate::tables::*;
 
 pub struct Decline;
 pub type R<T> = Result<T, Decline>;
-pub type Obj<'a> = [(Cow<'a, str>, V<'a>)];
 
 pub const EXACT_INT: i64 = 1 << 53;
 pub const ABSENT: &str = "~absent";
