@@ -100,7 +100,6 @@ struct Parser<'a> {
     /// Open containers' items and keys: a container is copied into the arena once, at its end.
     items: Vec<V<'a>>,
     pairs: Vec<(&'a str, V<'a>)>,
-    keys: Vec<&'a str>,
     /// A string with escapes, decoded.
     text: String,
 }
@@ -133,7 +132,7 @@ fn to_special(b: &[u8], mut at: usize) -> usize {
 impl<'a> Parser<'a> {
     fn new(s: &'a str, bump: &'a Bump) -> Self {
         Parser { s, b: s.as_bytes(), at: 0, bump, unsure: false, depth: 0, items: Vec::with_capacity(64),
-                 pairs: Vec::with_capacity(64), keys: Vec::new(), text: String::new() }
+                 pairs: Vec::with_capacity(64), text: String::new() }
     }
 
     fn ws(&mut self) {
@@ -246,7 +245,7 @@ impl<'a> Parser<'a> {
 
     fn object<P: Plan>(&mut self, plan: P, build: bool) -> Result<V<'a>, Error> {
         self.enter()?;
-        let (mark, kmark) = (self.pairs.len(), self.keys.len());
+        let mark = self.pairs.len();
         if self.peek()? == b'}' {
             self.at += 1;
             self.depth -= 1;
@@ -264,28 +263,17 @@ impl<'a> Parser<'a> {
                 self.at += 1;
                 self.ws();
                 let v = self.value(plan.key(k), build)?;
-                if build {
-                    self.pairs.push((k, v));
-                } else {
-                    self.keys.push(k);
-                }
+                self.pairs.push((k, v)); // only checked, v is Null: the key is for has_duplicate
                 if !self.next(b'}')? {
                     break;
                 }
             }
         }
-        if !build {
-            if has_duplicate(&self.keys[kmark..], |k| k) {
-                self.unsure = true;
-            }
-            self.keys.truncate(kmark);
-            return Ok(V::Null);
-        }
         let pairs = &self.pairs[mark..];
-        if has_duplicate(pairs, |(k, _)| k) {
+        if has_duplicate(pairs) {
             self.unsure = true;
         }
-        let v = V::Obj(self.bump.alloc_slice_copy(pairs));
+        let v = if build { V::Obj(self.bump.alloc_slice_copy(pairs)) } else { V::Null };
         self.pairs.truncate(mark);
         Ok(v)
     }
@@ -414,7 +402,8 @@ impl<'a> Parser<'a> {
         if negative {
             self.at += 1;
         }
-        // the significant digits as an integer `n` of `count` digits, `frac` of them after the point
+        // the significant digits as an integer `n` (its first 19) of `count` digits in all,
+        // `int_digits` of them before the point
         let (mut n, mut count) = (0u64, 0usize);
         if self.peek()? == b'0' {
             self.at += 1;
@@ -498,23 +487,24 @@ fn eight_digits(w: [u8; 8]) -> Option<u64> {
 const POW10: [f64; 23] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14,
                           1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
 
-fn has_duplicate<T>(items: &[T], key: impl Fn(&T) -> &str) -> bool {
-    if items.len() <= 16 {
+/// Some key of `pairs` is given twice (Python's dict keeps the last value of it).
+fn has_duplicate(pairs: &[(&str, V)]) -> bool {
+    if pairs.len() <= 16 {
         // a bit a key (by its length, first and last byte): only a key whose bit is taken is
         // compared with the keys before it
         let mut seen = 0u64;
-        for (i, x) in items.iter().enumerate() {
-            let k = key(x).as_bytes();
-            let h = k.len() * 31 + *k.first().unwrap_or(&0) as usize * 7 + *k.last().unwrap_or(&0) as usize;
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            let b = k.as_bytes();
+            let h = b.len() * 31 + *b.first().unwrap_or(&0) as usize * 7 + *b.last().unwrap_or(&0) as usize;
             let bit = 1u64 << (h % 64);
-            if seen & bit != 0 && items[..i].iter().any(|y| key(y) == key(x)) {
+            if seen & bit != 0 && pairs[..i].iter().any(|(j, _)| j == k) {
                 return true;
             }
             seen |= bit;
         }
         return false;
     }
-    let mut keys: Vec<&str> = items.iter().map(key).collect();
+    let mut keys: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
     keys.sort_unstable();
     keys.windows(2).any(|w| w[0] == w[1])
 }
