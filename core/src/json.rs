@@ -182,14 +182,20 @@ impl<'a> Parser<'a> {
         Ok(v)
     }
 
-    fn enter(&mut self) -> Result<(), Error> {
+    /// At a container's opening bracket: false when it closes at once (with `close`).
+    fn enter(&mut self, close: u8) -> Result<bool, Error> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(BAD);
         }
         self.at += 1;
         self.ws();
-        Ok(())
+        if self.peek()? == close {
+            self.at += 1;
+            self.depth -= 1;
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// After an item: true at a comma (more items follow), false at the closing `close`.
@@ -209,12 +215,8 @@ impl<'a> Parser<'a> {
     }
 
     fn array<P: Plan>(&mut self, plan: P, build: bool) -> Result<V<'a>, Error> {
-        self.enter()?;
         let mark = self.items.len();
-        if self.peek()? == b']' {
-            self.at += 1;
-            self.depth -= 1;
-        } else {
+        if self.enter(b']')? {
             let item = plan.item();
             loop {
                 let v = self.value(item, build)?;
@@ -244,12 +246,8 @@ impl<'a> Parser<'a> {
     }
 
     fn object<P: Plan>(&mut self, plan: P, build: bool) -> Result<V<'a>, Error> {
-        self.enter()?;
         let mark = self.pairs.len();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            self.depth -= 1;
-        } else {
+        if self.enter(b'}')? {
             loop {
                 if self.peek()? != b'"' {
                     return Err(BAD);
